@@ -1,0 +1,21 @@
+"""Reference rankings used by the 'it learns' tests."""
+
+from __future__ import annotations
+
+import torch
+from torch_geometric.data import HeteroData
+
+from pyg_multirec.metrics import ranking_metrics
+
+
+def baseline_recall(data: HeteroData, split: str = "valid", kind: str = "popular", k: int = 20):
+    """Recall@k of ranking every user's unseen items by training popularity (or at random)."""
+    train = data["user", "train", "item"].edge_index
+    target = data["user", split, "item"].edge_index
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    if kind == "popular":
+        item_scores = torch.bincount(train[1], minlength=num_items).float()
+        scores = item_scores.expand(num_users, num_items).clone()
+    else:
+        scores = torch.rand(num_users, num_items, generator=torch.Generator().manual_seed(0))
+    return ranking_metrics(scores, target, ks=(k,), exclude=train)[f"recall@{k}"]
