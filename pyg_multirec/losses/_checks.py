@@ -1,0 +1,61 @@
+"""Input checks and reductions shared by the losses (private helpers)."""
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"'reduction' must be one of {REDUCTIONS} (got {reduction!r})")
+    return reduction
+
+
+def check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"'temperature' must be a number (got {type(temperature).__name__})")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"'temperature' must be a finite number > 0 (got {temperature})")
+    return float(temperature)
+
+
+def check_float_tensor(x: Tensor, name: str, dim: Optional[int] = None) -> None:
+    """Raise if ``x`` is not a floating tensor of ``dim`` dimensions free of NaN and Inf."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor (got {type(x).__name__})")
+    if not x.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor (got dtype {x.dtype})")
+    if dim is not None and x.dim() != dim:
+        raise ValueError(
+            f"'{name}' must be a {dim}-dimensional tensor (got shape {tuple(x.shape)})"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"'{name}' contains NaN or infinite values")
+
+
+def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"'{name_a}' and '{name_b}' must have the same shape "
+            f"(got {tuple(a.shape)} and {tuple(b.shape)})"
+        )
+
+
+def check_min_rows(x: Tensor, name: str, minimum: int = 2) -> None:
+    if x.size(0) < minimum:
+        raise ValueError(
+            f"'{name}' needs at least {minimum} rows (samples) for in-batch negatives "
+            f"(got {x.size(0)})"
+        )
+
+
+def reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values

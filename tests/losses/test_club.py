@@ -1,0 +1,197 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from pyg_multirec.losses import CLUBEstimator
+
+X_DIM, Y_DIM, HIDDEN = 3, 2, 8
+
+
+def _log_q(club, x, y):
+    """log q(y_j | x_i) for all pairs via torch.distributions: [B_x, B_y]."""
+    mu, logvar = club.mu(x), club.logvar(x)
+    dist = Normal(mu.unsqueeze(1), (0.5 * logvar).exp().unsqueeze(1))
+    return dist.log_prob(y.unsqueeze(0)).sum(-1)
+
+
+def reference_sampled(club, x, y, perm):
+    """Cheng et al. CLUB-S / SEA eq. 15, one term per sample."""
+    log_q = _log_q(club, x, y)
+    terms = [log_q[i, i] - log_q[i, perm[i]] for i in range(x.size(0))]
+    return torch.stack(terms).mean()
+
+
+def reference_full(club, x, y):
+    """Cheng et al. CLUB: mean positive log-density minus mean over all pairs."""
+    log_q = _log_q(club, x, y)
+    return log_q.diagonal().mean() - log_q.mean()
+
+
+def _data(batch=7, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, X_DIM, generator=gen, dtype=dtype, requires_grad=True)
+    y = torch.randn(batch, Y_DIM, generator=gen, dtype=dtype, requires_grad=True)
+    return x, y
+
+
+def _club(dtype=torch.float32):
+    torch.manual_seed(0)
+    return CLUBEstimator(X_DIM, Y_DIM, HIDDEN).to(dtype)
+
+
+def test_log_likelihood_is_the_gaussian_log_density():
+    club = _club()
+    x, y = _data()
+    out = club.log_likelihood(x, y)
+    ref = _log_q(club, x, y).diagonal().mean()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(club.learning_loss(x, y), -ref)
+    grads = torch.autograd.grad(out, [x, y, *club.parameters()])
+    ref_grads = torch.autograd.grad(ref, [x, y, *club.parameters()])
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg)
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_forward_matches_reference_values_and_gradients(sampled):
+    club = _club()
+    x, y = _data()
+    seed = 3
+    out = club(x, y, sampled=sampled, generator=torch.Generator().manual_seed(seed))
+    if sampled:
+        perm = torch.randperm(x.size(0), generator=torch.Generator().manual_seed(seed))
+        ref = reference_sampled(club, x, y, perm)
+    else:
+        ref = reference_full(club, x, y)
+    torch.testing.assert_close(out, ref)
+    inputs = [x, y, *club.parameters()]
+    grads = torch.autograd.grad(out, inputs)
+    ref_grads = torch.autograd.grad(ref, inputs)
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg)
+
+
+def test_sampled_uses_generator_deterministically():
+    club = _club()
+    x, y = _data(batch=16)
+    a = club(x, y, generator=torch.Generator().manual_seed(5))
+    b = club(x, y, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_gradcheck_float64(sampled):
+    club = _club(torch.float64)
+    x, y = _data(batch=5, dtype=torch.float64)
+
+    def fn(x, y):
+        return club(x, y, sampled=sampled, generator=torch.Generator().manual_seed(1))
+
+    assert torch.autograd.gradcheck(fn, (x, y))
+
+
+def test_fit_step_fits_on_detached_samples():
+    club = _club()
+    x, y = _data(batch=64)
+    before = club.learning_loss(x, y).item()
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+    first = club.fit_step(x, y, opt, steps=1)
+    assert isinstance(first, float)
+    assert first == pytest.approx(before, rel=1e-5)
+    last = club.fit_step(x, y, opt, steps=50)
+    assert last < before
+    assert x.grad is None and y.grad is None  # the encoder side is untouched
+    with torch.no_grad():  # still fits when called under no_grad
+        after = club.fit_step(x, y, opt, steps=5)
+    assert after < last
+
+
+def _gaussian_pairs(num, dim, rho, gen):
+    x = torch.randn(num, dim, generator=gen)
+    y = rho * x + math.sqrt(1.0 - rho**2) * torch.randn(num, dim, generator=gen)
+    return x, y
+
+
+def test_upper_bounds_gaussian_mutual_information():
+    dim, estimates = 2, []
+    rhos = [0.0, 0.3, 0.6, 0.8]
+    for rho in rhos:
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(1)
+        club = CLUBEstimator(dim, dim, hidden_channels=16)
+        opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+        club.fit_step(*_gaussian_pairs(512, dim, rho, gen), opt, steps=200)
+        x, y = _gaussian_pairs(4096, dim, rho, gen)
+        with torch.no_grad():
+            full = club(x, y, sampled=False).item()
+            sampled = club(x, y, generator=torch.Generator().manual_seed(2)).item()
+        true_mi = -0.5 * dim * math.log(1.0 - rho**2)
+        assert full >= true_mi - 0.02
+        assert sampled >= true_mi - 0.02
+        assert sampled == pytest.approx(full, abs=0.1)
+        if rho == 0.0:
+            assert abs(full) < 0.05
+        if rho == 0.6:
+            # With the exact q(y|x) = N(rho x, 1 - rho^2), CLUB = d rho^2 / (1 - rho^2):
+            # checks the single factor 1/2 of the Gaussian log-density.
+            assert full == pytest.approx(dim * rho**2 / (1.0 - rho**2), rel=0.2)
+        estimates.append(full)
+    assert all(a < b for a, b in zip(estimates, estimates[1:]))
+
+
+def test_reset_parameters():
+    club = _club()
+    before = [p.detach().clone() for p in club.parameters()]
+    torch.manual_seed(123)
+    club.reset_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, club.parameters()))
+
+
+def test_errors():
+    club = _club()
+    x, y = _data()
+    opt = torch.optim.Adam(club.parameters())
+    with pytest.raises(ValueError, match="hidden_channels"):
+        CLUBEstimator(2, 2, 0)
+    with pytest.raises(ValueError, match="'x' must have 3 columns"):
+        club(torch.randn(7, 4), y)
+    with pytest.raises(ValueError, match="'y' must have 2 columns"):
+        club(x, torch.randn(7, 3))
+    with pytest.raises(ValueError, match="same batch size"):
+        club(x, torch.randn(6, Y_DIM))
+    with pytest.raises(ValueError, match="'x' needs at least 2 rows"):
+        club(x[:1], y[:1])
+    with pytest.raises(ValueError, match="'x' must be a 2-dimensional"):
+        club(torch.randn(X_DIM), y)
+    with pytest.raises(TypeError, match="'y' must be a floating-point"):
+        club(x, torch.ones(7, Y_DIM, dtype=torch.long))
+    with pytest.raises(ValueError, match="'x' contains NaN"):
+        club.log_likelihood(torch.full((7, X_DIM), float("nan")), y)
+    with pytest.raises(ValueError, match="steps"):
+        club.fit_step(x, y, opt, steps=0)
+    with pytest.raises(TypeError, match="optimizer"):
+        club.fit_step(x, y, None)
+
+
+def test_it_trains_encoder_reduces_estimated_information():
+    # Alternate fitting q (fit_step) with an encoder that minimises the CLUB estimate.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(256, 2, generator=gen)
+    encoder = torch.nn.Linear(2, 2)
+    club = CLUBEstimator(2, 2, hidden_channels=16)
+    club_opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+    enc_opt = torch.optim.Adam(encoder.parameters(), lr=1e-2)
+    estimates, initial_norm = [], encoder.weight.norm().item()
+    for _ in range(40):
+        y = encoder(base)
+        club.fit_step(base, y, club_opt, steps=5)
+        mi = club(base, y, sampled=False)
+        enc_opt.zero_grad()
+        mi.backward()
+        enc_opt.step()
+        estimates.append(mi.item())
+    assert estimates[-1] < 0.5 * max(estimates)
+    assert encoder.weight.norm().item() < 0.5 * initial_norm  # y depends less on x

@@ -1,0 +1,221 @@
+import pytest
+import torch
+
+from pyg_multirec.losses import InfoNCELoss, MultiModalInfoNCE, SoloSimLoss
+
+
+def cos(a, b):
+    return torch.dot(a, b) / (a.norm() * b.norm())
+
+
+def reference_infonce(x1, x2, tau, symmetric, reduction="mean"):
+    """Cross-view InfoNCE with cosine critic, term by term."""
+    batch = x1.size(0)
+
+    def direction(u, v):
+        rows = []
+        for i in range(batch):
+            denom = sum(torch.exp(cos(u[i], v[j]) / tau) for j in range(batch))
+            rows.append(-torch.log(torch.exp(cos(u[i], v[i]) / tau) / denom))
+        return torch.stack(rows)
+
+    out = direction(x1, x2)
+    if symmetric:
+        out = (out + direction(x2, x1)) / 2
+    return {"mean": out.mean(), "sum": out.sum(), "none": out}[reduction]
+
+
+def reference_micro(modal, fused, tau, reduction="mean"):
+    """MICRO eq. 10-12 with a dense N x N similarity, one item at a time."""
+    num = fused.size(0)
+
+    def ell(u, v, i):  # -I(u_i, v_i): inter-view and intra-view negatives
+        pos = torch.exp(cos(u[i], v[i]) / tau)
+        neg = sum(
+            torch.exp(cos(u[i], v[j]) / tau) + torch.exp(cos(u[i], u[j]) / tau)
+            for j in range(num)
+            if j != i
+        )
+        return -torch.log(pos / (pos + neg))
+
+    items = []
+    for i in range(num):
+        per_modality = [(ell(h_m, fused, i) + ell(fused, h_m, i)) / 2 for h_m in modal]
+        items.append(torch.stack(per_modality).mean())
+    out = torch.stack(items)
+    return {"mean": out.mean(), "sum": out.sum(), "none": out}[reduction]
+
+
+def _tensors(count, rows, dim, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(rows, dim, generator=gen, dtype=dtype, requires_grad=True) for _ in range(count)
+    ]
+
+
+def _assert_same_grads(out, ref, inputs):
+    grads = torch.autograd.grad(out.sum(), inputs)
+    ref_grads = torch.autograd.grad(ref.sum(), inputs)
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg)
+
+
+# InfoNCELoss ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_infonce_matches_reference(symmetric, reduction):
+    x1, x2 = _tensors(2, 6, 4)
+    out = InfoNCELoss(temperature=0.3, symmetric=symmetric, reduction=reduction)(x1, x2)
+    ref = reference_infonce(x1, x2, 0.3, symmetric, reduction)
+    torch.testing.assert_close(out, ref)
+    _assert_same_grads(out, ref, (x1, x2))
+
+
+def test_infonce_symmetry_and_relation_to_solosim():
+    x1, x2 = _tensors(2, 6, 4)
+    sym = InfoNCELoss(temperature=0.2)
+    torch.testing.assert_close(sym(x1, x2), sym(x2, x1))
+    one_way = InfoNCELoss(temperature=0.2, symmetric=False)
+    torch.testing.assert_close(one_way(x1, x2), SoloSimLoss(temperature=0.2)(x1, x2))
+
+
+def test_infonce_gradcheck_float64():
+    x1, x2 = _tensors(2, 4, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(InfoNCELoss(temperature=0.5), (x1, x2))
+
+
+def test_infonce_errors():
+    x1, x2 = _tensors(2, 6, 4)
+    with pytest.raises(ValueError, match="temperature"):
+        InfoNCELoss(temperature=0)
+    with pytest.raises(TypeError, match="temperature"):
+        InfoNCELoss(temperature="0.2")
+    with pytest.raises(ValueError, match="reduction"):
+        InfoNCELoss(reduction="batchmean")
+    with pytest.raises(ValueError, match="same shape"):
+        InfoNCELoss()(x1, x2[:, :3])
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        InfoNCELoss()(x1[:1], x2[:1])
+    with pytest.raises(TypeError, match="floating-point"):
+        InfoNCELoss()(x1.long(), x2)
+    with pytest.raises(ValueError, match="NaN"):
+        InfoNCELoss()(x1, torch.full_like(x2, float("nan")))
+
+
+def test_infonce_it_trains():
+    torch.manual_seed(0)
+    latent = torch.randn(32, 4)
+    view1, view2 = latent @ torch.randn(4, 6), latent @ torch.randn(4, 5)
+    proj1, proj2 = torch.nn.Linear(6, 8), torch.nn.Linear(5, 8)
+    opt = torch.optim.Adam([*proj1.parameters(), *proj2.parameters()], lr=0.05)
+    loss_fn, losses = InfoNCELoss(), []
+    for _ in range(60):
+        loss = loss_fn(proj1(view1), proj2(view2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+# MultiModalInfoNCE ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 7, 100])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_micro_matches_dense_reference_for_any_block_size(block_size, reduction):
+    h_image, h_text, fused = _tensors(3, 7, 4)
+    loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size, reduction=reduction)
+    out = loss_fn([h_image, h_text], fused)
+    ref = reference_micro([h_image, h_text], fused, 0.5, reduction)
+    torch.testing.assert_close(out, ref)
+    _assert_same_grads(out, ref, (h_image, h_text, fused))
+
+
+def test_micro_sum_reduction_and_single_modality():
+    h, fused = _tensors(2, 5, 3)
+    out = MultiModalInfoNCE(temperature=0.2, block_size=2, reduction="sum")((h,), fused)
+    torch.testing.assert_close(out, reference_micro([h], fused, 0.2, "sum"))
+
+
+def test_micro_blocks_agree_without_grad():
+    modal = _tensors(2, 9, 4, seed=1)
+    fused = _tensors(1, 9, 4, seed=2)[0]
+    with torch.no_grad():
+        blocked = MultiModalInfoNCE(block_size=2)(modal, fused)
+        dense = MultiModalInfoNCE(block_size=9)(modal, fused)
+    torch.testing.assert_close(blocked, dense)
+
+
+@pytest.mark.parametrize("block_size", [2, 64])
+def test_micro_gradcheck_float64(block_size):
+    h_image, h_text, fused = _tensors(3, 5, 3, dtype=torch.float64)
+    loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size)
+
+    def fn(a, b, f):
+        return loss_fn([a, b], f)
+
+    assert torch.autograd.gradcheck(fn, (h_image, h_text, fused))
+
+
+def test_micro_never_keeps_a_dense_similarity_for_backward():
+    num, block = 64, 8
+    modal, fused = _tensors(1, num, 4), _tensors(1, num, 4, seed=1)[0]
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    def largest_saved(block_size):
+        sizes.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = MultiModalInfoNCE(block_size=block_size)(modal, fused)
+        loss.backward()
+        return max(sizes)
+
+    assert largest_saved(block) < num * num  # blocked and checkpointed
+    assert largest_saved(num) >= num * num  # the dense path does keep (N, N) tensors
+
+
+def test_micro_errors():
+    h, fused = _tensors(2, 6, 4)
+    with pytest.raises(ValueError, match="temperature"):
+        MultiModalInfoNCE(temperature=-1.0)
+    with pytest.raises(ValueError, match="block_size"):
+        MultiModalInfoNCE(block_size=0)
+    with pytest.raises(ValueError, match="reduction"):
+        MultiModalInfoNCE(reduction="mean_items")
+    with pytest.raises(ValueError, match="'modal' must contain at least one"):
+        MultiModalInfoNCE()([], fused)
+    with pytest.raises(TypeError, match="'modal' must be a list"):
+        MultiModalInfoNCE()(h, fused)
+    with pytest.raises(ValueError, match=r"'modal\[1\]' and 'fused' must have the same shape"):
+        MultiModalInfoNCE()([h, h[:5]], fused)
+    with pytest.raises(ValueError, match="'fused' needs at least 2 rows"):
+        MultiModalInfoNCE()([h[:1]], fused[:1])
+    with pytest.raises(TypeError, match=r"'modal\[0\]' must be a floating-point"):
+        MultiModalInfoNCE()([h.long()], fused)
+    with pytest.raises(ValueError, match="'fused' contains NaN"):
+        MultiModalInfoNCE()([h], torch.full_like(fused, float("nan")))
+
+
+def test_micro_it_trains():
+    torch.manual_seed(0)
+    latent = torch.randn(40, 4)
+    image, text = latent @ torch.randn(4, 6), latent @ torch.randn(4, 5)
+    enc_image, enc_text = torch.nn.Linear(6, 8), torch.nn.Linear(5, 8)
+    params = [*enc_image.parameters(), *enc_text.parameters()]
+    opt = torch.optim.Adam(params, lr=0.05)
+    loss_fn, losses = MultiModalInfoNCE(temperature=0.5, block_size=16), []
+    for _ in range(30):
+        h_image, h_text = enc_image(image), enc_text(text)
+        fused = (h_image + h_text) / 2
+        loss = loss_fn([h_image, h_text], fused)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
