@@ -1,0 +1,63 @@
+"""The interface a recommendation model offers the trainer and the evaluator."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.nn import Module, Parameter
+
+
+class Recommender(Module):
+    r"""Base class of every model trained by :func:`pyg_multirec.train.train`.
+
+    A model owns its parameters, its graphs and its loss. The trainer only needs
+    four things from it:
+
+    * :meth:`embed` returns the final user and item representations used for ranking;
+    * :meth:`score` turns a batch of user representations into scores over all items
+      (the default is the inner product :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`);
+    * :meth:`loss` computes the training objective on a batch of BPR triples and returns
+      a dictionary whose ``'loss'`` entry is back-propagated (other entries are logged);
+    * :meth:`on_epoch_start` is called before every epoch (e.g. to rebuild a learned graph).
+
+    Parameters returned by :meth:`auxiliary_parameters` are left out of the trainer's
+    optimizer (e.g. a mutual-information estimator fitted by its own optimizer).
+
+    Example::
+
+        class MF(Recommender):
+            def __init__(self, num_users, num_items, dim=64):
+                super().__init__()
+                self.user = torch.nn.Embedding(num_users, dim)
+                self.item = torch.nn.Embedding(num_items, dim)
+
+            def embed(self):
+                return self.user.weight, self.item.weight
+
+            def loss(self, users, pos_items, neg_items):
+                u, i = self.embed()
+                pos = (u[users] * i[pos_items]).sum(-1)
+                neg = (u[users] * i[neg_items]).sum(-1)
+                return {'loss': -torch.nn.functional.logsigmoid(pos - neg).mean()}
+    """
+
+    def embed(self) -> tuple[Tensor, Tensor]:
+        """Returns ``(user_emb [num_users, D], item_emb [num_items, D])``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement embed()")
+
+    def score(self, user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """Scores ``[B, num_items]`` of a batch of users ``[B, D]`` against all items."""
+        return user_emb @ item_emb.t()
+
+    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
+        """Training objective on a batch of ``(user, positive item, negative item)`` triples.
+
+        Returns a dictionary with the total under ``'loss'``; further entries are logged.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook called by the trainer before each epoch (default: nothing)."""
+
+    def auxiliary_parameters(self) -> list[Parameter]:
+        """Parameters that the trainer's optimizer must not update (default: none)."""
+        return []
