@@ -1,0 +1,272 @@
+"""The command line shared by every example script: ``train``, ``evaluate``, ``recommend``.
+
+An example defines its model and calls :func:`run_example`; arguments, data loading,
+checkpoints and output live here once::
+
+    def build(data, args):
+        return LightGCN(data, dim=args.dim, num_layers=args.layers)
+
+    def add_arguments(parser):
+        parser.add_argument('--layers', type=int, default=2)
+
+    if __name__ == '__main__':
+        run_example('lightgcn', build, add_arguments)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import HeteroData
+
+from pyg_multirec.datasets import cold_start_split, load_dataset
+from pyg_multirec.evaluation import evaluate
+from pyg_multirec.models import Recommender
+from pyg_multirec.train import TrainResult, resolve_device, seed_everything, train
+
+SUBCOMMANDS = ("train", "evaluate", "recommend")
+DATA_ENV = "PYG_MULTIREC_DATA"
+REPORTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+
+BuildModel = Callable[[HeteroData, argparse.Namespace], Recommender]
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+def default_data_root() -> str:
+    """``$PYG_MULTIREC_DATA``, else ``shared/data`` beside the repository, else ``../shared/data``."""
+    if os.environ.get(DATA_ENV):
+        return os.environ[DATA_ENV]
+    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return str(beside_repo) if beside_repo.is_dir() else "../shared/data"
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="'synthetic' (generated, needs no files; the default) or the name of an MMRec "
+        "folder under --data-root, e.g. 'ml100k', 'baby'",
+    )
+    group.add_argument(
+        "--data-root",
+        default=default_data_root(),
+        help=f"folder holding MMRec datasets (default: ${DATA_ENV} or ../shared/data)",
+    )
+    group.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="MICRO's cold-start protocol: 20%% of items lose their training interactions",
+    )
+    group.add_argument("--synthetic-users", type=int, default=1000)
+    group.add_argument("--synthetic-items", type=int, default=500)
+    group.add_argument("--synthetic-interactions", type=int, default=20000)
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=1000, help="maximum epochs")
+    group.add_argument("--batch-size", type=int, default=2048)
+    group.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument(
+        "--patience", type=int, default=20, help="early stopping on valid Recall@20"
+    )
+    group.add_argument("--dim", type=int, default=64, help="embedding dimension")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    group.add_argument("--eval-batch-size", type=int, default=1024)
+    group.add_argument(
+        "--mask-valid", action="store_true", help="also mask validation items at test time"
+    )
+    group.add_argument("--out", default=None, help="output folder (default runs/NAME-DATASET-sSEED)")
+    group.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    group.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser(
+    name: str, add_arguments: AddArguments | None, defaults: dict[str, Any] | None
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"examples/{name}.py",
+        description=f"Train, evaluate or query the {name} model (default sub-command: train).",
+    )
+    sub = parser.add_subparsers(dest="command")
+    train_p = sub.add_parser("train", help="train with early stopping and report test metrics")
+    _add_data_arguments(train_p)
+    _add_train_arguments(train_p)
+    if add_arguments is not None:
+        add_arguments(train_p.add_argument_group(f"{name} hyper-parameters"))
+    if defaults:
+        train_p.set_defaults(**defaults)
+    eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
+    eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
+    eval_p.add_argument("--data-root", default=None, help="override the data root it was trained on")
+    rec_p = sub.add_parser("recommend", help="top-K items for one user from a checkpoint")
+    rec_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
+    rec_p.add_argument("--user", type=int, required=True, help="user id (0-based, as in the data)")
+    rec_p.add_argument("--k", type=int, default=10)
+    rec_p.add_argument("--data-root", default=None, help="override the data root it was trained on")
+    return parser
+
+
+def load_data(args: argparse.Namespace) -> HeteroData:
+    """Loads the dataset named by ``args`` (and applies the cold-start split if asked)."""
+    if args.dataset == "synthetic":
+        data = load_dataset(
+            "synthetic",
+            num_users=args.synthetic_users,
+            num_items=args.synthetic_items,
+            num_interactions=args.synthetic_interactions,
+            seed=args.seed,
+        )
+    else:
+        data = load_dataset(args.dataset, args.data_root)
+    if args.cold_start:
+        data = cold_start_split(data, seed=args.seed)
+    return data
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in REPORTED_METRICS if k in metrics)
+
+
+def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> TrainResult:
+    seed_everything(args.seed)
+    data = load_data(args)
+    model = build_model(data, args)
+    out = Path(args.out or f"runs/{name}-{args.dataset}-s{args.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    result = train(
+        model,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        eval_batch_size=args.eval_batch_size,
+        mask_valid_at_test=args.mask_valid,
+        seed=args.seed,
+        device=args.device,
+        history_path=out / "history.json",
+        checkpoint_path=out / LAST_CHECKPOINT,
+        resume=args.resume,
+        progress=not args.quiet,
+        max_train_batches=args.max_batches,
+    )
+    config = {k: v for k, v in vars(args).items() if k != "command"}
+    torch.save({"model": name, "config": config, "state": model.state_dict()}, out / BEST_CHECKPOINT)
+    summary = {"model": name, "config": config, **result.to_dict()}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    print(f"best epoch {result.best_epoch}  valid: {_format_metrics(result.best_valid)}")
+    print(f"test: {_format_metrics(result.test)}")
+    print(f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json")
+    return result
+
+
+def _restore(
+    name: str, build_model: BuildModel, args: argparse.Namespace
+) -> tuple[Recommender, HeteroData, argparse.Namespace]:
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or "config" not in saved or "state" not in saved:
+        raise ValueError(f"{path} is not a checkpoint written by 'train'")
+    if saved["model"] != name:
+        raise ValueError(f"{path} holds a {saved['model']!r} model, not {name!r}")
+    config = argparse.Namespace(**saved["config"])
+    if args.data_root is not None:
+        config.data_root = args.data_root
+    seed_everything(config.seed)
+    data = load_data(config)
+    model = build_model(data, config)
+    model.load_state_dict(saved["state"])
+    model.on_epoch_start(0)
+    return model, data, config
+
+
+def _read_titles(config: argparse.Namespace) -> dict[int, str]:
+    path = Path(config.data_root) / config.dataset / "items.tsv"
+    if config.dataset == "synthetic" or not path.is_file():
+        return {}
+    titles = {}
+    with path.open(encoding="utf-8") as f:
+        next(f, None)
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 2 and parts[0].isdigit():
+                titles[int(parts[0])] = parts[1]
+    return titles
+
+
+def recommend(model: Recommender, data: HeteroData, user: int, k: int = 10) -> list[int]:
+    """Top-``k`` item ids for ``user``, excluding every item the user interacted with."""
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    if not 0 <= user < num_users:
+        raise ValueError(f"user {user} is out of range: the dataset has users 0..{num_users - 1}")
+    seen = torch.cat(
+        [data["user", s, "item"].edge_index for s in ("train", "valid", "test")], dim=1
+    )
+    seen_items = seen[1, seen[0] == user]
+    if k < 1 or k > num_items - seen_items.numel():
+        raise ValueError(
+            f"k must be between 1 and {num_items - seen_items.numel()} (unseen items), got {k}"
+        )
+    model.eval()
+    with torch.no_grad():
+        user_emb, item_emb = model.embed()
+        scores = model.score(user_emb[user : user + 1], item_emb)[0]
+    scores[seen_items] = -torch.inf
+    return scores.topk(k).indices.tolist()
+
+
+def run_example(
+    name: str,
+    build_model: BuildModel,
+    add_arguments: AddArguments | None = None,
+    defaults: dict[str, Any] | None = None,
+    argv: Sequence[str] | None = None,
+) -> Any:
+    """Parses the command line of an example script and runs the chosen sub-command.
+
+    Args:
+        name: the model's name (used in output paths and checkpoints).
+        build_model: ``(data, args) -> Recommender``.
+        add_arguments: adds the model's own hyper-parameter flags.
+        defaults: overrides of the shared defaults (e.g. ``{'lr': 1e-4}``).
+        argv: arguments (default ``sys.argv[1:]``); ``train`` is implied when no
+            sub-command is given.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        argv = ["train", *argv]
+    parser = build_parser(name, add_arguments, defaults)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            resolve_device(args.device)
+            return _train(name, build_model, args)
+        model, data, config = _restore(name, build_model, args)
+        if args.command == "evaluate":
+            metrics = evaluate(model, data, "test", mask_valid=config.mask_valid)
+            print(f"test: {_format_metrics(metrics)}")
+            return metrics
+        items = recommend(model, data, args.user, args.k)
+        titles = _read_titles(config)
+        for rank, item in enumerate(items, 1):
+            print(f"{rank:3d}  {item}" + (f"  {titles[item]}" if item in titles else ""))
+        return items
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        parser.exit(2, f"error: {err}\n")
