@@ -1,1 +1,20 @@
-"""(filled in as modules land)."""
+"""Layers of pyg_multirec: graph convolution, kNN item graphs, structure learning, fusion."""
+
+from pyg_multirec.nn.fusion import AttentionFusion
+from pyg_multirec.nn.item_graph import MultiModalItemGraph
+from pyg_multirec.nn.knn import knn_item_graph, topk_cosine_neighbors
+from pyg_multirec.nn.knn_structure import KNNStructureLayer
+from pyg_multirec.nn.lightgcn import LightGCNPropagation
+from pyg_multirec.nn.lightgcn_conv import LightGCNConv
+from pyg_multirec.nn.utils import bipartite_to_homogeneous
+
+__all__ = [
+    "LightGCNConv",
+    "LightGCNPropagation",
+    "bipartite_to_homogeneous",
+    "knn_item_graph",
+    "topk_cosine_neighbors",
+    "KNNStructureLayer",
+    "MultiModalItemGraph",
+    "AttentionFusion",
+]

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from pyg_multirec.nn import bipartite_to_homogeneous
+
+
+def test_bipartite_to_homogeneous_matches_block_adjacency():
+    num_users, num_items = 4, 3
+    interactions = torch.tensor([[0, 0, 1, 3], [0, 2, 1, 2]])
+    edge_index = bipartite_to_homogeneous(interactions, num_users, num_items)
+    assert edge_index.shape == (2, 8)
+    n = num_users + num_items
+    adj = torch.zeros(n, n).index_put((edge_index[0], edge_index[1]), torch.ones(8))
+    r = torch.zeros(num_users, num_items)
+    r[interactions[0], interactions[1]] = 1.0
+    expected = torch.zeros(n, n)
+    expected[:num_users, num_users:] = r
+    expected[num_users:, :num_users] = r.t()
+    assert torch.equal(adj, expected)
+
+
+def test_bipartite_to_homogeneous_errors():
+    interactions = torch.tensor([[0, 1], [0, 1]])
+    with pytest.raises(ValueError, match=r"edge_index must have shape \[2, num_interactions\]"):
+        bipartite_to_homogeneous(interactions[0], 2, 2)
+    with pytest.raises(TypeError, match="edge_index must be an integer tensor"):
+        bipartite_to_homogeneous(interactions.float(), 2, 2)
+    with pytest.raises(ValueError, match=r"item ids in edge_index must lie in \[0, 1\)"):
+        bipartite_to_homogeneous(interactions, 2, 1)
+    with pytest.raises(ValueError, match=r"user ids in edge_index must lie in \[0, 1\)"):
+        bipartite_to_homogeneous(interactions, 1, 2)
+    with pytest.raises(ValueError, match="num_users must be a positive int"):
+        bipartite_to_homogeneous(interactions, 0, 2)
