@@ -1,7 +1,7 @@
 """MF-BPR baseline (Rendle et al., UAI 2009): free user and item embeddings, inner product.
 
-    python examples/mf.py                       # generated data, no files needed
-    python examples/mf.py --dataset ml100k      # MovieLens-100K from ../shared/data
+python examples/mf.py                       # generated data, no files needed
+python examples/mf.py --dataset ml100k      # MovieLens-100K from ../shared/data
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def build(data: HeteroData, args: argparse.Namespace) -> MF:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reg-weight", type=float, default=1e-4, help="L2 weight of batch embeddings")
+    parser.add_argument(
+        "--reg-weight", type=float, default=1e-4, help="L2 weight of batch embeddings"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
 def default_data_root() -> str:
-    """``$PYG_MULTIREC_DATA``, else ``shared/data`` beside the repository, else ``../shared/data``."""
+    """``$PYG_MULTIREC_DATA``, else ``shared/data`` beside the repository,,
+    """
     if os.environ.get(DATA_ENV):
         return os.environ[DATA_ENV]
     beside_repo = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -78,9 +79,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=2048)
     group.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     group.add_argument("--weight-decay", type=float, default=0.0)
-    group.add_argument(
-        "--patience", type=int, default=20, help="early stopping on valid Recall@20"
-    )
+    group.add_argument("--patience", type=int, default=20, help="early stopping on valid Recall@20")
     group.add_argument("--dim", type=int, default=64, help="embedding dimension")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -88,7 +87,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--mask-valid", action="store_true", help="also mask validation items at test time"
     )
-    group.add_argument("--out", default=None, help="output folder (default runs/NAME-DATASET-sSEED)")
+    group.add_argument(
+        "--out", default=None, help="output folder (default runs/NAME-DATASET-sSEED)"
+    )
     group.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     group.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     group.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,7 +112,9 @@ def build_parser(
         train_p.set_defaults(**defaults)
     eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
     eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
-    eval_p.add_argument("--data-root", default=None, help="override the data root it was trained on")
+    eval_p.add_argument(
+        "--data-root", default=None, help="override the data root it was trained on"
+    )
     rec_p = sub.add_parser("recommend", help="top-K items for one user from a checkpoint")
     rec_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
     rec_p.add_argument("--user", type=int, required=True, help="user id (0-based, as in the data)")
@@ -166,12 +169,16 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
         max_train_batches=args.max_batches,
     )
     config = {k: v for k, v in vars(args).items() if k != "command"}
-    torch.save({"model": name, "config": config, "state": model.state_dict()}, out / BEST_CHECKPOINT)
+    torch.save(
+        {"model": name, "config": config, "state": model.state_dict()}, out / BEST_CHECKPOINT
+    )
     summary = {"model": name, "config": config, **result.to_dict()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     print(f"best epoch {result.best_epoch}  valid: {_format_metrics(result.best_valid)}")
     print(f"test: {_format_metrics(result.test)}")
-    print(f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json")
+    print(
+        f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json"
+    )
     return result
 
 

@@ -15,8 +15,14 @@ def _mf(data, seed=0):
 
 def test_mf_learns_and_beats_baselines(tiny_data, tmp_path):
     result = train(
-        _mf(tiny_data), tiny_data, epochs=40, batch_size=256, lr=0.01, patience=10,
-        progress=False, history_path=tmp_path / "h.json",
+        _mf(tiny_data),
+        tiny_data,
+        epochs=40,
+        batch_size=256,
+        lr=0.01,
+        patience=10,
+        progress=False,
+        history_path=tmp_path / "h.json",
     )
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.7 * losses[0]
@@ -28,8 +34,7 @@ def test_mf_learns_and_beats_baselines(tiny_data, tmp_path):
 
 def test_same_seed_same_metrics(tiny_data):
     runs = [
-        train(_mf(tiny_data), tiny_data, epochs=3, batch_size=512, lr=0.01, seed=7,
-              progress=False)
+        train(_mf(tiny_data), tiny_data, epochs=3, batch_size=512, lr=0.01, seed=7, progress=False)
         for _ in range(2)
     ]
     assert runs[0].test == runs[1].test
@@ -41,15 +46,17 @@ def test_resume_gives_the_same_result(tiny_data, tmp_path):
     full = train(_mf(tiny_data), tiny_data, epochs=4, **kwargs)
     ckpt = tmp_path / "last.pt"
     train(_mf(tiny_data), tiny_data, epochs=2, checkpoint_path=ckpt, **kwargs)
-    resumed = train(_mf(tiny_data), tiny_data, epochs=4, checkpoint_path=ckpt, resume=True,
-                    **kwargs)
+    resumed = train(
+        _mf(tiny_data), tiny_data, epochs=4, checkpoint_path=ckpt, resume=True, **kwargs
+    )
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert resumed.test == full.test
 
 
 def test_early_stopping_restores_best(tiny_data):
-    result = train(_mf(tiny_data), tiny_data, epochs=30, batch_size=512, lr=0.05, patience=2,
-                   progress=False)
+    result = train(
+        _mf(tiny_data), tiny_data, epochs=30, batch_size=512, lr=0.05, patience=2, progress=False
+    )
     best = max(row["valid_recall@20"] for row in result.history)
     assert result.best_valid["recall@20"] == best
     assert result.history[result.best_epoch - 1]["valid_recall@20"] == best
