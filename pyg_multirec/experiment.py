@@ -42,7 +42,10 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
 def default_data_root() -> str:
-    """``$PYG_MULTIREC_DATA``, else ``shared/data`` beside the repository,,
+    """The default data root.
+
+    ``$PYG_MULTIREC_DATA`` if set, else ``shared/data`` beside the repository when it
+    exists, else ``../shared/data`` (relative to the working directory).
     """
     if os.environ.get(DATA_ENV):
         return os.environ[DATA_ENV]
