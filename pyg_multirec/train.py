@@ -81,8 +81,13 @@ def _write_history(history: list[dict[str, float]], path: Path) -> None:
         path.write_text(json.dumps(history, indent=1))
 
 
-def _state_to_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def _state_to_cpu(model: torch.nn.Module) -> dict[str, Any]:
+    # Tensors are copied to the CPU; extra state (any object, see ``get_extra_state``) is
+    # deep-copied so later training steps cannot change the kept best state.
+    return {
+        k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+        for k, v in model.state_dict().items()
+    }
 
 
 def train(

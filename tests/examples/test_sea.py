@@ -1,0 +1,312 @@
+"""Tests of examples/sea.py: SEA assembled from the library's layers and losses."""
+
+import argparse
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sea import SEA, VARIANTS, add_arguments, build, resolve_components
+
+import pyg_multirec.train as train_module
+from pyg_multirec.datasets import cold_start_split
+from pyg_multirec.experiment import run_example
+from pyg_multirec.losses import InfoNCELoss, NegativeL2Distance, SoloSimLoss
+from pyg_multirec.train import train
+from tests.helpers import baseline_recall
+
+DIM = 16
+FAST_CLUB_STEPS = 3
+
+
+def _features(data):
+    return {m: data["item"][f"{m}_feat"] for m in data.modalities}
+
+
+def _model(data, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    kwargs.setdefault("dim", DIM)
+    kwargs.setdefault("club_steps", FAST_CLUB_STEPS)
+    kwargs.setdefault("club_lr", 1e-2)
+    return SEA(
+        data["user"].num_nodes,
+        data["item"].num_nodes,
+        data["user", "train", "item"].edge_index,
+        _features(data),
+        **kwargs,
+    )
+
+
+def _batch(data, size=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    edges = data["user", "train", "item"].edge_index
+    pick = torch.randperm(edges.size(1), generator=gen)[:size]
+    users, pos = edges[0, pick], edges[1, pick]
+    # negatives: any item (the loss does not depend on their being unobserved)
+    neg = torch.randint(data["item"].num_nodes, (size,), generator=gen)
+    return users, pos, neg
+
+
+def _views(model, batch):
+    """Generic / unique halves of the batch's distinct items, recomputed from the model."""
+    items = torch.unique(torch.cat([batch[1], batch[2]]))
+    inputs = model.item_inputs()
+    return [x[items, : model.half] for x in inputs], [x[items, model.half :] for x in inputs]
+
+
+def _solosim(z1, z2, tau):
+    z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
+    logits = z1 @ z2.t() / tau
+    rows = [torch.logsumexp(logits[i], 0) - logits[i, i] for i in range(z1.size(0))]
+    return torch.stack(rows).mean()
+
+
+def _infonce(z1, z2, tau):
+    return 0.5 * (_solosim(z1, z2, tau) + _solosim(z2, z1, tau))
+
+
+def test_runs_a_few_steps(tiny_data):
+    model = _model(tiny_data)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(3):
+        terms = model.loss(*_batch(tiny_data, seed=step))
+        assert set(terms) == {"loss", "bpr", "align", "distance"}
+        assert all(torch.isfinite(v) for v in terms.values())
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    users, items = model.embed()
+    num_modalities = len(tiny_data.modalities)
+    assert users.shape == (tiny_data["user"].num_nodes, num_modalities * DIM)
+    assert items.shape == (tiny_data["item"].num_nodes, num_modalities * DIM)
+
+
+def test_learns_planted_structure(tiny_data):
+    model = _model(tiny_data, dim=32)
+    result = train(model, tiny_data, epochs=8, batch_size=1024, lr=0.02, patience=0,
+                   progress=False)
+    assert result.history[-1]["train_bpr"] < result.history[0]["train_bpr"]
+    recall = result.best_valid["recall@20"]
+    assert recall > baseline_recall(tiny_data, kind="random")
+    assert recall > baseline_recall(tiny_data, kind="popular")
+
+
+@pytest.mark.parametrize(
+    "flags, keys, align_cls, distance",
+    [
+        ({}, {"align", "distance"}, SoloSimLoss, "club"),
+        ({"align": "none"}, {"distance"}, None, "club"),
+        ({"distance": "none"}, {"align"}, SoloSimLoss, None),
+        ({"align": "none", "distance": "none"}, set(), None, None),
+        ({"align": "infonce", "distance": "l2"}, {"align", "distance"}, InfoNCELoss, "l2"),
+    ],
+)
+def test_flags_select_the_loss_terms(tiny_data, flags, keys, align_cls, distance):
+    model = _model(tiny_data, alpha=0.3, beta=0.7, **flags)
+    terms = model.loss(*_batch(tiny_data))
+    assert set(terms) == {"loss", "bpr"} | keys
+    expected = terms["bpr"] + 0.3 * terms.get("align", 0.0) + 0.7 * terms.get("distance", 0.0)
+    torch.testing.assert_close(terms["loss"], expected)  # eq. 19
+    assert (model.align_heads is None) == (align_cls is None)
+    assert align_cls is None or type(model.align_loss) is align_cls
+    assert (model.generic_maps is None) == (distance is None)
+    assert (model.club is not None) == (distance == "club")
+    assert (model.l2_distance is not None) == (distance == "l2")
+    assert (len(model.auxiliary_parameters()) > 0) == (distance == "club")
+
+
+def test_each_term_reaches_only_its_modules(tiny_data):
+    model = _model(tiny_data)
+    terms = model.loss(*_batch(tiny_data))
+    groups = {
+        "user_emb": list(model.user_emb.parameters()),
+        "item_proj": list(model.item_proj.parameters()),
+        "align_heads": list(model.align_heads.parameters()),
+        "maps": list(model.generic_maps.parameters()) + list(model.unique_maps.parameters()),
+    }
+    reached = {
+        "bpr": {"user_emb", "item_proj"},
+        "align": {"align_heads", "item_proj"},
+        "distance": {"maps", "item_proj"},
+    }
+    params = [p for group in groups.values() for p in group]
+    for key, expected in reached.items():
+        grads = torch.autograd.grad(terms[key], params, retain_graph=True, allow_unused=True)
+        grads = iter(grads)
+        for name, group in groups.items():
+            got = [next(grads) for _ in group]
+            has_grad = any(g is not None and bool(g.abs().sum() > 0) for g in got)
+            assert has_grad == (name in expected), (key, name)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_compute_their_losses(tiny_data, variant):
+    align, distance = VARIANTS[variant]
+    model = _model(tiny_data, align=align, distance=distance, tau=0.3)
+    batch = _batch(tiny_data)
+    torch.manual_seed(7)
+    terms = model.loss(*batch)  # training mode: fits CLUB first, then estimates
+
+    # independent references from the paper's formulas on the model's own sub-modules
+    with torch.no_grad():
+        generic, unique = _views(model, batch)
+        views = [head(g) for head, g in zip(model.align_heads, generic)]
+        ref_align = {"solosim": _solosim, "infonce": _infonce}[align]
+        expected_align = torch.stack(
+            [ref_align(views[a], views[b], 0.3)
+             for a, b in itertools.combinations(range(len(views)), 2)]).mean()
+        other = {"solosim": _infonce, "infonce": _solosim}[align]
+        assert not torch.allclose(
+            terms["align"], other(views[0], views[1], 0.3), atol=1e-6, rtol=0)
+        g = [f(x) for f, x in zip(model.generic_maps, generic)]
+        u = [f(x) for f, x in zip(model.unique_maps, unique)]
+        if distance == "l2":  # SEA eq. 30 on unit vectors
+            per_modality = [
+                -(F.normalize(um, dim=-1) - F.normalize(gm, dim=-1)).pow(2).sum(-1).mean()
+                for gm, um in zip(g, u)
+            ]
+        else:  # SEA eq. 15 with the fitted estimator, same random permutations
+            torch.manual_seed(7)
+            est = model.club.estimator
+            per_modality = []
+            for gm, um in zip(g, u):
+                perm = torch.randperm(gm.size(0))
+                mu, inv_var = est.mu(gm), (-est.logvar(gm)).exp()
+                diff = ((um[perm] - mu).pow(2) - (um - mu).pow(2)) * inv_var / 2
+                per_modality.append(diff.sum(-1).mean())
+        expected_distance = torch.stack(per_modality).mean()
+    torch.testing.assert_close(terms["align"].detach(), expected_align)
+    torch.testing.assert_close(terms["distance"].detach(), expected_distance)
+
+
+def test_learnable_item_graph_matches_dense_reference(tiny_data):
+    model = _model(tiny_data, item_layers=2)
+    num_items = tiny_data["item"].num_nodes
+    with torch.no_grad():
+        model.item_graph.logits.copy_(torch.tensor([0.3, -0.2]))
+    h = torch.randn(num_items, 5, requires_grad=True)
+    out = model.propagate_items(h)
+    alpha = torch.softmax(model.item_graph.logits, 0)
+    dense = torch.zeros(num_items, num_items)
+    for a, (edge_index, edge_weight) in zip(alpha, model._knn_graphs()):
+        dense = dense.index_put((edge_index[1], edge_index[0]), a * edge_weight, accumulate=True)
+    expected = dense @ (dense @ h)  # eq. 11-12, two layers
+    torch.testing.assert_close(out, expected)
+    grads = torch.autograd.grad(out.square().sum(), [h, model.item_graph.logits])
+    ref_grads = torch.autograd.grad(expected.square().sum(), [h, model.item_graph.logits])
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg)
+    fixed = _model(tiny_data, item_layers=2, item_graph_weights="fixed",
+                   graph_init_weights=alpha.tolist())
+    torch.testing.assert_close(fixed.propagate_items(h), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_club_is_fitted_by_its_own_optimizer(tiny_data, monkeypatch):
+    model = _model(tiny_data)
+    club = set(map(id, model.auxiliary_parameters()))
+    assert club == set(map(id, model.club.estimator.parameters()))
+    before = [p.detach().clone() for p in model.club.parameters()]
+    seen = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            params = list(params)
+            seen.extend(map(id, params))
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(train_module.torch.optim, "Adam", RecordingAdam)
+    train(model, tiny_data, epochs=1, batch_size=256, lr=1e-2, max_train_batches=2,
+          progress=False)
+    others = {id(p) for p in model.parameters()} - club
+    assert set(seen) == others  # the trainer's Adam holds everything but the estimator
+    after = list(model.club.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))  # the inner fit ran
+    assert model.club.optimizer.state_dict()["state"][0]["step"] == 2 * FAST_CLUB_STEPS
+
+
+def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
+    first = _model(tiny_data, seed=0)
+    for step in range(2):
+        first.loss(*_batch(tiny_data, seed=step))["loss"].backward()
+    # as the trainer stores it: every entry detached and copied to the CPU
+    state = {k: v.detach().to("cpu", copy=True) for k, v in first.state_dict().items()}
+    second = _model(tiny_data, seed=1)
+    second.load_state_dict(state)
+    a, b = first.club.optimizer.state_dict(), second.club.optimizer.state_dict()
+    for key in a["state"][0]:
+        torch.testing.assert_close(a["state"][0][key], b["state"][0][key])
+    batch = _batch(tiny_data, seed=5)
+    outs = []
+    for model in (first, second):
+        torch.manual_seed(3)
+        outs.append(model.loss(*batch)["loss"])
+    torch.testing.assert_close(outs[0], outs[1])
+    for p, q in zip(first.club.parameters(), second.club.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_cold_items_are_ranked_from_their_features(tiny_data):
+    data = cold_start_split(tiny_data, seed=0)
+    model = _model(data)
+    train(model, data, epochs=1, batch_size=256, lr=1e-2, max_train_batches=3, progress=False)
+    cold = data["item"].cold_mask
+    _, items = model.embed()
+    assert torch.isfinite(items).all()
+    cold_items = items[cold]
+    assert cold_items.norm(dim=-1).min() > 0
+    assert torch.unique(cold_items, dim=0).size(0) == cold_items.size(0)
+
+
+def test_bad_input_raises(tiny_data):
+    feats = _features(tiny_data)
+    num_users, num_items = tiny_data["user"].num_nodes, tiny_data["item"].num_nodes
+    edges = tiny_data["user", "train", "item"].edge_index
+    one = {"text": feats["text"]}
+    with pytest.raises(ValueError, match="at least 2 modalities"):
+        SEA(num_users, num_items, edges, one)
+    with pytest.raises(ValueError, match="dim must be an even int"):
+        SEA(num_users, num_items, edges, feats, dim=15)
+    with pytest.raises(ValueError, match=r"features\['text'\] must have shape"):
+        SEA(num_users, num_items, edges, {**feats, "text": feats["text"][:-1]})
+    with pytest.raises(ValueError, match="align must be one of"):
+        SEA(num_users, num_items, edges, feats, align="cosine")
+    with pytest.raises(ValueError, match="conflicts with"):
+        resolve_components("a", "infonce", None)
+    assert resolve_components("c", None, None) == ("infonce", "club")
+    assert resolve_components(None, "none", None) == ("none", "club")
+
+
+def test_build_reads_every_flag(tiny_data):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--variant", "d", "--item-graph-weights", "fixed"])
+    args.dim, args.lr = DIM, 1e-3
+    model = build(tiny_data, args)
+    assert isinstance(model.align_loss, InfoNCELoss)
+    assert isinstance(model.l2_distance, NegativeL2Distance)
+    assert not model.item_graph.learnable
+    torch.testing.assert_close(model.item_graph.weights, torch.tensor([0.1, 0.9]))
+
+
+def test_cli_rejects_conflicting_flags(tmp_path, capsys):
+    import sea
+
+    with pytest.raises(SystemExit) as err:
+        run_example("sea", sea.build, sea.add_arguments, argv=[
+            "--variant", "a", "--distance", "l2", "--synthetic-users", "50", "--synthetic-items",
+            "30", "--synthetic-interactions", "500", "--out", str(tmp_path),
+            "--quiet"])
+    assert err.value.code == 2
+    assert "conflicts with" in capsys.readouterr().err
+
+
+def test_runs_on_real_data(ml100k_root, tmp_path):
+    import sea
+
+    result = run_example("sea", sea.build, sea.add_arguments, defaults={"lr": 1e-4}, argv=[
+        "--dataset", "ml100k", "--data-root", str(ml100k_root), "--epochs", "1",
+        "--max-batches", "3", "--club-steps", "5", "--out", str(tmp_path), "--quiet"])
+    assert 0.0 < result.test["recall@20"] <= 1.0
+    assert result.test["num_rows"] == 943
+    assert set(result.history[0]) >= {"train_loss", "train_bpr", "train_align",
+                                       "train_distance"}
