@@ -547,6 +547,10 @@ class SEA(Recommender):
         )
 
 
+#: Shared-harness defaults that differ for SEA (official code: Adam lr 1e-4).
+DEFAULTS = {"lr": LR}
+
+
 def build(data: HeteroData, args: argparse.Namespace) -> SEA:
     align, distance = resolve_components(args.variant, args.align, args.distance)
     features = {m: data["item"][f"{m}_feat"] for m in data.modalities}
@@ -616,4 +620,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    run_example("sea", build, add_arguments, defaults={"lr": LR})
+    run_example("sea", build, add_arguments, defaults=DEFAULTS)
