@@ -1,0 +1,270 @@
+"""The benchmark scripts: a ``--quick`` smoke run of each (in subprocesses, started together),
+their JSON output, their dense / raw references against independent computations, and the
+shared helpers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+SCRIPTS = ("conv", "knn")
+QUICK_TIMEOUT_S = 300
+MIB = 1 << 20
+
+
+def _import(name: str):
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Starts ``--quick`` runs of all scripts at once (they are mostly process start-up),
+    then collects them: ``{script: (returncode, stdout, payload or None)}``."""
+    out_dir = tmp_path_factory.mktemp("bench")
+    procs = {}
+    for script in SCRIPTS:
+        out = out_dir / f"{script}.json"
+        command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out)]
+        procs[script] = (
+            subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True),
+            out,
+        )
+    runs = {}
+    for script, (proc, out) in procs.items():
+        stdout, _ = proc.communicate(timeout=QUICK_TIMEOUT_S)
+        payload = json.loads(out.read_text()) if out.is_file() else None
+        runs[script] = (proc.returncode, stdout, payload)
+    return runs
+
+
+def _check_common_payload(payload, script):
+    assert payload["script"] == script
+    assert payload["quick"] is True
+    env = payload["environment"]
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["torch_num_threads"] >= 1
+    assert payload["results"], "no results"
+
+
+def test_conv_quick_run_writes_consistent_json(quick_runs):
+    returncode, stdout, payload = quick_runs["conv"]
+    assert returncode == 0, stdout
+    assert "| scale | layers |" in stdout and "all targets met:" in stdout
+    _check_common_payload(payload, "conv")
+    conv = _import("conv")
+    assert [e["num_layers"] for e in payload["results"]] == list(conv.NUM_LAYERS)
+    for e in payload["results"]:
+        assert e["scale"] == "quick" and e["embedding_dim"] == 64
+        assert e["num_directed_edges"] == 2 * e["num_train_interactions"]
+        assert e["num_nodes"] == e["num_users"] + e["num_items"]
+        assert set(e["median_s"]) == set(conv.METHODS)
+        for name in conv.METHODS:
+            times = e["times_s"][name]
+            assert len(times) == payload["repeats"] and all(t > 0 for t in times)
+            assert e["median_s"][name] == pytest.approx(statistics.median(times))
+        med = e["median_s"]
+        assert e["speedup_vs_LGConv"] == pytest.approx(med["LGConv"] / med["LightGCNConv"])
+        assert e["ratio_vs_spmm"] == pytest.approx(med["LightGCNConv"] / med["spmm"])
+        assert e["meets_speedup_target"] == (e["speedup_vs_LGConv"] >= 3.0)
+        assert e["meets_spmm_target"] == (e["ratio_vs_spmm"] <= 1.2)
+        assert e["max_abs_disagreement"] <= conv.AGREEMENT_ATOL
+
+
+def test_knn_quick_run_writes_consistent_json(quick_runs):
+    returncode, stdout, payload = quick_runs["knn"]
+    assert returncode == 0, stdout
+    assert "| scale | items | workload |" in stdout
+    _check_common_payload(payload, "knn")
+    knn = _import("knn")
+    (entry,) = payload["results"]
+    assert entry["feature_dim"] == 4096 and entry["k"] == 10
+    assert set(entry["cases"]) == set(knn.CASES)
+    for case in knn.CASES:
+        result = entry["cases"][case]
+        assert result["num_items"] == entry["num_items"]
+        assert len(result["times_s"]) == (
+            payload["build_repeats"] if case.startswith("build") else payload["repeats"]
+        )
+        assert result["peak_extra_bytes"] >= 0 and result["baseline_bytes"] > 0
+        assert result["peak_reset"] is True  # Linux: VmHWM was reset after loading
+    for workload in knn.WORKLOADS:
+        ours = entry["cases"][f"{workload}-ours"]
+        dense = entry["cases"][f"{workload}-dense"]
+        ratios = entry[workload]
+        assert ratios["results_agree"] is True, (ours["summary"], dense["summary"])
+        assert ratios["time_ratio"] == pytest.approx(ours["median_s"] / dense["median_s"])
+        assert ratios["cpu_time_ratio"] == pytest.approx(
+            ours["median_cpu_s"] / dense["median_cpu_s"]
+        )
+        assert ratios["memory_ratio"] == pytest.approx(
+            ours["peak_extra_bytes"] / dense["peak_extra_bytes"]
+        )
+    # nnz of the k-NN graph: at most k per item (zeros after suppression are dropped)
+    assert 0 < entry["cases"]["build-ours"]["summary"]["nnz"] <= entry["num_items"] * 10
+    assert payload["targets_met_at_target_scale"] is None  # Clothing was not run
+
+
+# ----------------------------------------------------------------------------------------
+# the references inside the scripts
+def test_conv_references_match_an_explicit_propagation():
+    conv = _import("conv")
+    gen = torch.Generator().manual_seed(0)
+    num_users, num_items = 7, 5
+    pairs = torch.stack([torch.randint(0, num_users, (20,), generator=gen),
+                         torch.randint(0, num_items, (20,), generator=gen)]).unique(dim=1)
+    from pyg_multirec.nn import bipartite_to_homogeneous
+
+    edge_index = bipartite_to_homogeneous(pairs, num_users, num_items)
+    n = num_users + num_items
+    dense = torch.zeros(n, n)
+    dense[edge_index[1], edge_index[0]] = 1.0
+    deg = dense.sum(1)
+    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    expected = inv[:, None] * dense * inv[None, :]
+    adj = conv.normalized_csr(edge_index, n)
+    torch.testing.assert_close(adj.to_dense(), expected)
+    torch.testing.assert_close(conv.csr_transpose(adj).to_dense(), expected.t())
+
+    x = torch.randn(n, 4, generator=gen, requires_grad=True)
+    steps, setup = conv.make_steps(edge_index, n, x, num_layers=2)
+    assert set(steps) == set(conv.METHODS) and set(setup) == set(conv.METHODS)
+    for step in steps.values():
+        x.grad = None
+        out = step()
+        torch.testing.assert_close(out, expected @ (expected @ x))
+        torch.testing.assert_close(x.grad, (expected.t() @ expected.t()).sum(1)[:, None]
+                                   .expand(n, 4))
+    assert conv.max_disagreement(steps, x) < 1e-5
+
+
+def test_dense_knn_reference_matches_the_library():
+    knn = _import("knn")
+    from pyg_multirec.nn import knn_item_graph
+
+    x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1))
+    k = 4
+    # independent: explicit loops over rows
+    unit = x / x.norm(dim=1, keepdim=True)
+    sim = unit @ unit.t()
+    s_hat = torch.zeros_like(sim)
+    for i in range(sim.size(0)):
+        top = sim[i].topk(k)
+        s_hat[i, top.indices] = top.values.clamp_min(0)
+    deg = s_hat.sum(1)
+    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    expected = inv[:, None] * s_hat * inv[None, :]
+    dense = knn.dense_knn_graph(x, k)
+    torch.testing.assert_close(dense, expected)
+    edge_index, edge_weight = knn_item_graph(x, k)
+    ours = torch.zeros_like(dense)
+    ours[edge_index[1], edge_index[0]] = edge_weight
+    torch.testing.assert_close(ours, dense)
+
+
+def test_knn_step_cases_agree_in_loss_and_gradients(tmp_path):
+    knn = _import("knn")
+    from pyg_multirec.nn import knn_item_graph
+
+    x = torch.randn(60, 32, generator=torch.Generator().manual_seed(2))
+    graph = tmp_path / "graph.pt"
+    torch.save(knn_item_graph(x, 5), graph)
+    summaries = {}
+    for method in knn.METHODS:
+        step, setup = knn._step_case(method, x, 5, seed=0, graph_file=graph)
+        setup()
+        summaries[method] = step()
+    assert summaries["ours"] == pytest.approx(summaries["dense"], rel=1e-4)
+    assert set(knn.AGREEMENT_KEYS) >= set(summaries["ours"]) - {"loss"}
+    assert knn._agree(summaries["ours"], summaries["dense"])
+    assert not knn._agree(summaries["ours"], {**summaries["dense"], "output_norm": -1.0})
+    assert summaries["ours"]["transform_grad_norm"] > 0
+
+
+def test_knn_case_mode_errors():
+    knn = _import("knn")
+    with pytest.raises(ValueError, match="--case must list some of"):
+        knn.main(["--case", "build-sparse", "--features", __file__])
+    with pytest.raises(FileNotFoundError, match="--case needs --features FILE"):
+        knn.main(["--case", "build-ours", "--features", "/nonexistent.pt"])
+    with pytest.raises(ValueError, match="--case needs --graph FILE"):
+        knn.main(["--case", "build-ours", "--features", __file__])
+    with pytest.raises(ValueError, match="--build-repeats must be >= 1"):
+        knn.main(["--quick", "--build-repeats", "0"])
+
+
+def test_conv_argument_errors():
+    conv = _import("conv")
+    with pytest.raises(ValueError, match="--scales must name some of"):
+        conv.main(["--scales", "baby,movies"])
+    with pytest.raises(ValueError, match="--repeats must be >= 1"):
+        conv.main(["--repeats", "0"])
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        conv.main(["--threads", "0"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cuda was given"):
+            conv.main(["--device", "cuda"])
+
+
+# ----------------------------------------------------------------------------------------
+# shared helpers
+def test_scales_are_the_papers_data_sets():
+    common = _import("_common")
+    sizes = {s.name: (s.num_users, s.num_items, s.num_interactions)
+             for s in common.parse_scales("baby, Sports,clothing", quick=False)}
+    assert sizes == {
+        "baby": (19_445, 7_050, 160_792),
+        "sports": (35_598, 18_357, 296_337),
+        "clothing": (39_387, 23_033, 278_677),
+    }
+    assert common.parse_scales("baby", quick=True) == [common.QUICK_SCALE]
+
+
+def test_peak_memory_sees_a_large_temporary_allocation():
+    common = _import("_common")
+    with common.PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64 * MIB // 4)  # 64 MiB, touched
+        del block
+    assert memory.peak_was_reset
+    assert 60 * MIB <= memory.peak_extra_bytes <= 200 * MIB
+    with common.PeakMemory(torch.device("cpu")) as small:
+        torch.ones(16)
+    assert small.peak_extra_bytes < 16 * MIB  # the earlier peak was reset
+
+
+def test_interleaved_timings_and_median():
+    common = _import("_common")
+    calls = []
+    times = common.interleaved_timings(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        torch.device("cpu"), repeats=3, warmup=2, before_each=lambda: calls.append("-"),
+    )
+    assert calls == ["-", "a", "-", "b"] * 5  # round-robin, warm-up rounds included
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3}
+    assert common.median([3.0, 1.0, 2.0]) == 2.0
+
+
+def test_markdown_table_and_merge(tmp_path):
+    common = _import("_common")
+    text = common.markdown_table(["a", "b", "ok"], [["x", 1.23456, True], ["y", 2, False]])
+    assert text.splitlines() == [
+        "| a | b | ok |", "|---|---|---|", "| x | 1.23 | yes |", "| y | 2 | **no** |",
+    ]
+    path = tmp_path / "r.json"
+    common.write_json(path, {"results": [{"scale": "baby", "v": 1}, {"scale": "sports", "v": 2}]})
+    merged = common.merge_results(path, [{"scale": "baby", "v": 3}], ("scale",))
+    assert merged == [{"scale": "baby", "v": 3}, {"scale": "sports", "v": 2}]  # scale order
+    assert common.merge_results(tmp_path / "none.json", [{"scale": "a"}], ("scale",)) == [
+        {"scale": "a"}
+    ]
