@@ -88,13 +88,15 @@ def _cell(values: list[float]) -> str:
 
 def table(rows: list[tuple[str, list[dict]]]) -> str:
     head = "| model | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
-    head += " | valid R@20 | best epoch | s/epoch |\n|---" + "|---" * (len(METRICS) + 3) + "|\n"
+    head += " | valid R@20 | seeds | best epoch | s/epoch |\n|---" + "|---" * (len(METRICS) + 4)
+    head += "|\n"
     lines = []
     for label, runs in rows:
         if not runs:
             continue
         cells = [_cell([r["test"][m] for r in runs]) for m in METRICS]
         cells.append(_cell([r["best_valid"]["recall@20"] for r in runs]))
+        cells.append(str(len(runs)))
         cells.append(" / ".join(str(r["best_epoch"]) for r in runs))
         cells.append(f"{statistics.mean(r['seconds_per_epoch'] for r in runs):.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
