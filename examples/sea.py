@@ -486,6 +486,18 @@ class SEA(Recommender):
     def embed(self) -> tuple[Tensor, Tensor]:
         return self.propagate(self.item_inputs())
 
+    @torch.no_grad()
+    def part_representations(self) -> dict[str, Tensor]:
+        """Generic and unique halves of every item, keyed ``'{modality}/generic'`` and
+        ``'{modality}/unique'`` (what ``--plots`` maps with t-SNE, SEA Fig. 5-6)."""
+        inputs = self.item_inputs()
+        items = torch.arange(self.num_items, device=inputs[0].device)
+        generic, unique = self.split(inputs, items)
+        out = {}
+        for name, g, u in zip(self.modalities, generic, unique):
+            out[f"{name}/generic"], out[f"{name}/unique"] = g, u
+        return out
+
     def split(self, item_inputs: list[Tensor], items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Generic and unique halves of the given items, one ``(B, D/2)`` tensor per modality."""
         rows = [x[items] for x in item_inputs]

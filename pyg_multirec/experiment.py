@@ -96,6 +96,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     group.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--plots",
+        action="store_true",
+        help="write OUT/curves.png (loss, valid Recall@20) and, for models with generic and "
+        "unique parts (SEA), OUT/tsne.png; needs matplotlib (pip install pyg_multirec[viz])",
+    )
 
 
 def build_parser(
@@ -177,12 +183,26 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
     )
     summary = {"model": name, "config": config, **result.to_dict()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    if args.plots:
+        _write_plots(model, result, out)
     print(f"best epoch {result.best_epoch}  valid: {_format_metrics(result.best_valid)}")
     print(f"test: {_format_metrics(result.test)}")
     print(
         f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json"
     )
     return result
+
+
+def _write_plots(model: Recommender, result: TrainResult, out: Path) -> None:
+    from pyg_multirec.viz import plot_training_curves, plot_tsne
+
+    written = [plot_training_curves(result.history, out / "curves.png")]
+    parts = getattr(model, "part_representations", None)
+    if callable(parts):
+        model.eval()
+        reps = {k: v.detach().cpu() for k, v in parts().items()}
+        written.append(plot_tsne(reps, out / "tsne.png"))
+    print("plots: " + ", ".join(str(p) for p in written))
 
 
 def _restore(
@@ -278,5 +298,5 @@ def run_example(
         for rank, item in enumerate(items, 1):
             print(f"{rank:3d}  {item}" + (f"  {titles[item]}" if item in titles else ""))
         return items
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -3,7 +3,7 @@ import json
 import pytest
 from lightgcn import LightGCN
 
-from pyg_multirec.experiment import run_example
+from pyg_multirec.experiment import build_parser, run_example
 from pyg_multirec.train import train
 from tests.helpers import baseline_recall
 
@@ -91,3 +91,24 @@ def test_mf_runs_on_real_data(ml100k_root, tmp_path):
     )
     assert 0.0 < result.test["recall@20"] <= 1.0
     assert result.test["num_rows"] == 943
+
+
+def test_plots_flag_writes_curves_and_tsne(tmp_path):
+    pytest.importorskip("matplotlib")
+    import sea
+
+    argv = ["--epochs", "2", "--synthetic-users", "80", "--synthetic-items", "50",
+            "--synthetic-interactions", "1000", "--club-steps", "1", "--out", str(tmp_path),
+            "--quiet", "--plots"]  # fmt: skip
+    run_example("sea", sea.build, sea.add_arguments, sea.DEFAULTS, argv=argv)
+    for name in ("curves.png", "tsne.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_sea_part_representations_cover_every_modality(tiny_data):
+    import sea
+
+    args = build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(["train"])
+    parts = sea.build(tiny_data, args).part_representations()
+    assert sorted(parts) == ["image/generic", "image/unique", "text/generic", "text/unique"]
+    assert all(p.shape == (150, args.dim // 2) for p in parts.values())
