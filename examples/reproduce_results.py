@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="runs/results", help="where finished runs are kept")
     parser.add_argument("--report", default=str(HERE.parent / "docs" / "results.md"))
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--only", default=None, help="comma-separated labels to run")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     only = set(args.only.split(",")) if args.only else None
     sections = []
-    tables = [("warm", WARM, [])] + ([] if args.skip_cold else [("cold", COLD, ["--cold-start"])])
+    tables = [] if args.skip_warm else [("warm", WARM, [])]
+    tables += [] if args.skip_cold else [("cold", COLD, ["--cold-start"])]
     for dataset in args.datasets.split(","):
         for kind, configs, extra in tables:
             rows = []
