@@ -90,6 +90,8 @@ def table(rows: list[tuple[str, list[dict]]]) -> str:
     head = "| model | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
     head += " | valid R@20 | seeds | best epoch | s/epoch |\n|---" + "|---" * (len(METRICS) + 4)
     head += "|\n"
+    if not any(runs for _, runs in rows):
+        return "(no finished runs)\n"
     lines = []
     for label, runs in rows:
         if not runs:
