@@ -40,9 +40,9 @@ WARM = [
     ("SEA-b (SoloSim + neg. L2)", "sea", ["--variant", "b"]),
     ("SEA-c (InfoNCE + CLUB)", "sea", ["--variant", "c"]),
     ("SEA-d (InfoNCE + neg. L2)", "sea", ["--variant", "d"]),
-    ("SEA w/o distancing", "sea", ["--variant", "a", "--distance", "none"]),
-    ("SEA w/o alignment", "sea", ["--variant", "a", "--align", "none"]),
-    ("SEA w/o both", "sea", ["--variant", "a", "--align", "none", "--distance", "none"]),
+    ("SEA w/o distancing", "sea", ["--align", "solosim", "--distance", "none"]),
+    ("SEA w/o alignment", "sea", ["--align", "none", "--distance", "club"]),
+    ("SEA w/o both", "sea", ["--align", "none", "--distance", "none"]),
 ]
 #: The cold-start table (MICRO 4.1.3 protocol).
 COLD = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -268,3 +269,34 @@ def test_markdown_table_and_merge(tmp_path):
     assert common.merge_results(tmp_path / "none.json", [{"scale": "a"}], ("scale",)) == [
         {"scale": "a"}
     ]
+
+
+def test_models_quick(tmp_path):
+    """``benchmarks/models.py --quick``: all six models train, evaluate and report positive
+    times (its own subprocess; the cases run in fresh processes of their own)."""
+    out = tmp_path / "models.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "models.py"), "--quick", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "extrapolated from N steps" in proc.stdout
+    payload = json.loads(out.read_text())
+    _check_common_payload(payload, "models")
+    models = _import("models")
+    assert [e["model"] for e in payload["results"]] == list(models.MODELS)
+    for e in payload["results"]:
+        assert e["scale"] == "quick" and e["timed_batches"] == payload["batches"]
+        assert e["median_step_s"] > 0 and e["eval_s"] > 0 and e["on_epoch_start_s"] >= 0
+        assert e["epoch_s"] == pytest.approx(
+            e["median_step_s"] * e["batches_per_epoch"] + e["on_epoch_start_s"]
+        )
+        assert e["epoch_s_method"] == f"extrapolated from {payload['batches']} steps"
+        assert e["peak_extra_bytes"] > 0 and e["peak_reset"] is True
+        assert e["batch_size"] == (1024 if e["model"] == "micro" else 2048)
+    assert payload["memory_target"]["met"] is None  # Clothing was not run
+    with pytest.raises(ValueError, match="--models must name some of"):
+        models.main(["--models", "mf,bpr"])
+    with pytest.raises(ValueError, match="--batches must be >= 1"):
+        models.main(["--batches", "0"])
