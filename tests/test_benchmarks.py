@@ -273,7 +273,7 @@ def test_markdown_table_and_merge(tmp_path):
 
 def test_models_quick(tmp_path):
     """``benchmarks/models.py --quick``: all six models train, evaluate and report positive
-    times (its own subprocess; the cases run in fresh processes of their own)."""
+    times (in a subprocess, which runs the cases in one child process)."""
     out = tmp_path / "models.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -286,6 +286,7 @@ def test_models_quick(tmp_path):
     _check_common_payload(payload, "models")
     models = _import("models")
     assert [e["model"] for e in payload["results"]] == list(models.MODELS)
+    assert payload["results"][0]["peak_extra_bytes"] > 0
     for e in payload["results"]:
         assert e["scale"] == "quick" and e["timed_batches"] == payload["batches"]
         assert e["median_step_s"] > 0 and e["eval_s"] > 0 and e["on_epoch_start_s"] >= 0
@@ -293,7 +294,8 @@ def test_models_quick(tmp_path):
             e["median_step_s"] * e["batches_per_epoch"] + e["on_epoch_start_s"]
         )
         assert e["epoch_s_method"] == f"extrapolated from {payload['batches']} steps"
-        assert e["peak_extra_bytes"] > 0 and e["peak_reset"] is True
+        # --quick runs all models in one process, where a later model may reuse freed memory
+        assert e["peak_extra_bytes"] >= 0 and e["peak_reset"] is True
         assert e["batch_size"] == (1024 if e["model"] == "micro" else 2048)
     assert payload["memory_target"]["met"] is None  # Clothing was not run
     with pytest.raises(ValueError, match="--models must name some of"):

@@ -1,0 +1,396 @@
+"""Whole models: seconds per training epoch, per full-ranking evaluation, and peak memory.
+
+The six example models (``examples/{mf,lightgcn,vbpr,micro,sea}.py``, built by their own
+``build(data, args)`` from the example's default arguments) are run at the sizes of Amazon
+Baby / Sports / Clothing (:class:`~pyg_multirec.datasets.SyntheticMultiModal`, 4,096-d image
+and 384-d text features, dim 64). Every (model, scale) runs in a fresh subprocess (``--quick``:
+one subprocess for all models, so its memory figures are not meaningful) that loads the data
+set saved once by the parent, then, inside one :class:`~_common.PeakMemory` block:
+
+1. builds the model (kNN graphs of SEA / MICRO included);
+2. times ``model.on_epoch_start(1)`` once;
+3. runs ``--warmup`` untimed and ``--batches`` timed training steps: the real
+   :class:`~pyg_multirec.sampling.BPRSampler` batch (each model's default batch size: 2,048,
+   MICRO 1,024), ``model.loss`` (SEA-a's 50 inner CLUB steps included), backward, Adam step;
+4. times ``pyg_multirec.evaluation.evaluate(model, data, 'valid')`` ``--repeats`` times.
+
+**Seconds per epoch are extrapolated from N steps**: median step time x batches per epoch +
+the ``on_epoch_start`` time (a full epoch of SEA / MICRO at Clothing size takes many minutes on
+a CPU). Peak memory is the peak RSS over the post-data baseline on CPU, or
+``torch.cuda.max_memory_allocated`` over the allocation at that moment on CUDA. Beside ours,
+the SEA paper's Table 5 figures (measured by its authors on a GPU) are printed. ``--threads``
+defaults to 1: the benchmark machine is shared and oversubscribed, and one thread keeps the
+timings steadier. ``--profile`` adds a ``torch.profiler`` run of one more training step (top
+operators by self CPU time into the JSON and the log; inside the memory block).
+Target: SEA (variants a and d) peak memory at Clothing size <= 2 GB (paper: 13.78 GB for
+SEA-a).
+
+Usage::
+
+    python benchmarks/models.py --scales baby --batches 10
+    python benchmarks/models.py --scales clothing --models sea-a,sea-d --merge
+    python benchmarks/models.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo checkout first
+
+import torch  # noqa: E402
+from _common import (  # noqa: E402
+    IMAGE_DIM,
+    MIB,
+    REPO_ROOT,
+    TEXT_DIM,
+    PeakMemory,
+    Scale,
+    add_common_arguments,
+    check_counts,
+    configure_threads,
+    default_out_path,
+    environment,
+    markdown_table,
+    median,
+    merge_results,
+    parse_scales,
+    resolve_device,
+    scale_dict,
+    time_call,
+    write_json,
+)
+
+SCRIPT = "models"
+EXAMPLES_DIR = REPO_ROOT / "examples"
+# model name -> (example module, extra command-line flags of its ``train`` sub-command)
+MODELS: dict[str, tuple[str, list[str]]] = {
+    "mf": ("mf", []),
+    "lightgcn": ("lightgcn", []),
+    "vbpr": ("vbpr", []),
+    "micro": ("micro", ["--backbone", "lightgcn"]),
+    "sea-a": ("sea", ["--variant", "a"]),
+    "sea-d": ("sea", ["--variant", "d"]),
+}
+DEFAULT_BATCHES = 10
+DEFAULT_WARMUP_STEPS = 2
+DEFAULT_EVAL_REPEATS = 1
+DEFAULT_THREADS = 1  # the benchmark machine is shared; one thread keeps timings comparable
+QUICK_BATCHES = 2
+QUICK_WARMUP = 1
+GB = 1e9  # the paper's memory figures are in GB
+TARGET_SCALE = "clothing"
+TARGET_MODELS = ("sea-a", "sea-d")
+MEMORY_TARGET_GB = 2.0
+CHILD_TIMEOUT_S = 3600
+PROFILE_TOP_OPS = 10
+# SEA paper, Table 5 (GPU): (memory GB, seconds per epoch); MICRO is not in that table.
+PAPER_TABLE5: dict[str, dict[str, tuple[float, float]]] = {
+    "baby": {"mf": (1.59, 0.86), "lightgcn": (1.69, 1.81), "vbpr": (1.89, 1.04),
+             "sea-d": (2.54, 4.58), "sea-a": (3.42, 16.04)},
+    "sports": {"mf": (2.00, 1.24), "lightgcn": (2.24, 3.74), "vbpr": (2.71, 1.67),
+               "sea-d": (3.94, 16.13), "sea-a": (8.83, 58.81)},
+    "clothing": {"mf": (2.16, 1.52), "lightgcn": (2.43, 4.58), "vbpr": (3.02, 2.02),
+                 "sea-d": (4.69, 23.59), "sea-a": (13.78, 57.35)},
+}
+
+
+# ----------------------------------------------------------------------------------------
+# one (model, scale) case, in a fresh process
+def _example(module_name: str) -> Any:
+    if str(EXAMPLES_DIR) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES_DIR))
+    return importlib.import_module(module_name)
+
+
+def example_args(
+    model_name: str, device: torch.device, seed: int
+) -> tuple[Any, argparse.Namespace]:
+    """The example module of ``model_name`` and the Namespace its ``train`` sub-command
+    parses from the example's defaults (plus the model's flags)."""
+    from pyg_multirec.experiment import build_parser
+
+    module_name, flags = MODELS[model_name]
+    module = _example(module_name)
+    parser = build_parser(module_name, module.add_arguments, getattr(module, "DEFAULTS", None))
+    argv = ["train", *flags, "--device", device.type, "--seed", str(seed), "--quiet"]
+    return module, parser.parse_args(argv)
+
+
+def _cycle(sampler: Any) -> Any:
+    """Batches of ``sampler``, epoch after epoch (a tiny data set has fewer batches than the
+    steps to time)."""
+    while True:
+        yield from sampler
+
+
+def _profile_step(step: Any, device: torch.device) -> list[dict[str, Any]]:
+    """The operators of one training step by self time (``torch.profiler``), most costly first
+    (``PROFILE_TOP_OPS`` of them)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        time_call(step, device)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "calls": e.count, "self_cpu_s": e.self_cpu_time_total / 1e6,
+         "share": e.self_cpu_time_total / total}
+        for e in events[:PROFILE_TOP_OPS]
+    ]
+
+
+def run_case(
+    model_name: str, data_file: Path, device: torch.device, batches: int, warmup: int,
+    eval_repeats: int, seed: int, profile_ops: int = 0,
+) -> dict[str, Any]:
+    """Builds, trains ``warmup + batches`` steps and evaluates one model; times and memory."""
+    from pyg_multirec.evaluation import evaluate
+    from pyg_multirec.sampling import BPRSampler
+    from pyg_multirec.train import seed_everything
+
+    module, args = example_args(model_name, device, seed)
+    data = torch.load(data_file, weights_only=False).to(device)
+    seed_everything(seed)
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        model = module.build(data, args).to(device)
+        build_s = time.perf_counter() - start
+        aux = {id(p) for p in model.auxiliary_parameters()}
+        params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
+        optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+        sampler = BPRSampler(data["user", "train", "item"].edge_index.cpu(), num_users,
+                             num_items, args.batch_size, seed=seed)
+        model.train()
+        epoch_start_s = time_call(lambda: model.on_epoch_start(1), device)
+        batches_iter = _cycle(sampler)
+
+        def step() -> None:
+            users, pos, neg = (t.to(device) for t in next(batches_iter))
+            loss = model.loss(users, pos, neg)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        steps = warmup + batches
+        times = [time_call(step, device) for _ in range(steps)][warmup:]
+        eval_times = [
+            time_call(lambda: evaluate(model, data, "valid"), device) for _ in range(eval_repeats)
+        ]
+        profile = _profile_step(step, device) if profile_ops else None
+    step_s = median(times)
+    return {
+        "profile_top_ops": profile,
+        "model": model_name,
+        "batch_size": args.batch_size,
+        "batches_per_epoch": len(sampler),
+        "timed_batches": len(times),
+        "warmup_batches": steps - len(times),
+        "build_s": build_s,
+        "on_epoch_start_s": epoch_start_s,
+        "step_times_s": times,
+        "median_step_s": step_s,
+        "epoch_s": step_s * len(sampler) + epoch_start_s,
+        "epoch_s_method": f"extrapolated from {len(times)} steps",
+        "eval_times_s": eval_times,
+        "eval_s": median(eval_times),
+        "peak_extra_bytes": memory.peak_extra_bytes,
+        "baseline_bytes": memory.baseline_bytes,
+        "peak_reset": memory.peak_was_reset,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# the parent: data once per scale, one subprocess per model
+def make_data_file(scale: Scale, seed: int, workdir: Path) -> Path:
+    from pyg_multirec.datasets import SyntheticMultiModal
+
+    start = time.perf_counter()
+    data = SyntheticMultiModal(
+        num_users=scale.num_users,
+        num_items=scale.num_items,
+        num_interactions=scale.num_interactions,
+        modality_dims={"image": IMAGE_DIM, "text": TEXT_DIM},
+        seed=seed,
+    )[0]
+    path = workdir / f"{scale.name}.pt"
+    torch.save(data, path)
+    print(f"[{scale.name}] data set generated ({time.perf_counter() - start:.1f} s)", flush=True)
+    return path
+
+
+def run_scale(scale: Scale, models: list[str], args: argparse.Namespace,
+              workdir: Path) -> list[dict[str, Any]]:
+    data_file = make_data_file(scale, args.seed, workdir)
+    entries = []
+    # One fresh process per model; --quick saves process starts with one for all.
+    groups = [models] if args.quick else [[name] for name in models]
+    for group in groups:
+        result_file = workdir / f"{scale.name}-{'-'.join(group)}.json"
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--case", ",".join(group),
+            "--data", str(data_file), "--result", str(result_file),
+            "--device", args.device, "--batches", str(args.batches),
+            "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+            "--seed", str(args.seed), "--threads", str(args.threads),
+            *(["--profile"] if args.profile else []),
+        ]
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"case {group} at {scale.name} failed:\n{proc.stdout}{proc.stderr}")
+        written = json.loads(result_file.read_text())
+        for result in written["cases"] if "cases" in written else [written]:
+            entries.append(_entry(scale, result))
+            _report(entries[-1], time.perf_counter() - start)
+    return entries
+
+
+def _entry(scale: Scale, result: dict[str, Any]) -> dict[str, Any]:
+    entry = {"scale": scale.name, **scale_dict(scale), **result}
+    paper = PAPER_TABLE5.get(scale.name, {}).get(entry["model"])
+    entry["paper_table5_gpu"] = (
+        {"memory_gb": paper[0], "epoch_s": paper[1]} if paper is not None else None
+    )
+    return entry
+
+
+def _report(entry: dict[str, Any], seconds: float) -> None:
+    print(f"[{entry['scale']}] {entry['model']}: step {entry['median_step_s']:.3f} s, epoch "
+          f"{entry['epoch_s']:.1f} s (extrapolated), eval {entry['eval_s']:.2f} s, peak "
+          f"{entry['peak_extra_bytes'] / MIB:.0f} MiB "
+          f"({seconds:.0f} s in the process so far)", flush=True)
+    for op in entry.get("profile_top_ops") or []:
+        print(f"    {op['op']:<40} {op['calls']:>6} calls {op['self_cpu_s']:8.3f} s "
+              f"{100 * op['share']:5.1f} %", flush=True)
+
+
+def table(entries: list[dict[str, Any]]) -> str:
+    headers = [
+        "scale", "items", "model", "batch", "batches/epoch", "s/step (median)",
+        "s/epoch (extrapolated from N steps)", "N", "s/eval (full ranking)", "peak extra (GB)",
+        "paper Table 5 GPU: GB", "paper Table 5 GPU: s/epoch",
+    ]
+    rows = []
+    for e in entries:
+        paper = e.get("paper_table5_gpu") or {}
+        rows.append([
+            e["scale"], e["num_items"], e["model"], e["batch_size"], e["batches_per_epoch"],
+            e["median_step_s"], e["epoch_s"], e["timed_batches"], e["eval_s"],
+            e["peak_extra_bytes"] / GB, paper.get("memory_gb", "-"), paper.get("epoch_s", "-"),
+        ])
+    return markdown_table(headers, rows)
+
+
+def memory_target(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """SEA's peak memory at the target scale against the target (None where not run)."""
+    cases = {e["model"]: e["peak_extra_bytes"] / GB for e in entries
+             if e["scale"] == TARGET_SCALE and e["model"] in TARGET_MODELS}
+    return {
+        "scale": TARGET_SCALE,
+        "target_gb": MEMORY_TARGET_GB,
+        "peak_gb": cases,
+        "met": all(v <= MEMORY_TARGET_GB for v in cases.values()) if cases else None,
+    }
+
+
+def parse_models(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        raise ValueError(f"--models must name some of {list(MODELS)} (got {text!r})")
+    return names
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, DEFAULT_EVAL_REPEATS)
+    parser.set_defaults(threads=DEFAULT_THREADS, warmup=DEFAULT_WARMUP_STEPS)
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated subset of {', '.join(MODELS)}")
+    parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES,
+                        help="timed training steps per model (after --warmup untimed ones)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep results of other (scale, model) pairs already in --out")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one training step (torch.profiler), top ops to JSON")
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    check_counts(args)
+    if args.batches < 1:
+        raise ValueError(f"--batches must be >= 1 (got {args.batches})")
+    configure_threads(args.threads)
+    device = resolve_device(args.device)
+
+    if args.case is not None:  # child process
+        if args.data is None or not args.data.is_file():
+            raise FileNotFoundError(f"--case needs --data FILE (got {args.data})")
+        cases = [
+            run_case(name, args.data, device, args.batches, args.warmup, args.repeats,
+                     args.seed, PROFILE_TOP_OPS * args.profile)
+            for name in parse_models(args.case)
+        ]
+        # one case: its result; several (--quick): {"cases": [...]}
+        written = cases[0] if len(cases) == 1 else {"cases": cases}
+        write_json(args.result, written)
+        return written
+
+    if args.quick:
+        args.batches, args.warmup = QUICK_BATCHES, QUICK_WARMUP
+    models = parse_models(args.models)
+    scales = parse_scales(args.scales, args.quick)
+    out = args.out or default_out_path(SCRIPT, device, args.quick)
+    payload: dict[str, Any] = {
+        "script": SCRIPT,
+        "environment": environment(device),
+        "quick": args.quick,
+        "batches": args.batches,
+        "warmup": args.warmup,
+        "eval_repeats": args.repeats,
+        "seed": args.seed,
+        "epoch_s_method": (
+            f"extrapolated from {args.batches} steps: median step time x batches per epoch "
+            "+ on_epoch_start time"
+        ),
+        "memory_measure": "peak RSS over the post-data baseline (CPU) / "
+                          "max_memory_allocated over the baseline (CUDA), one process per case",
+        "paper_note": "paper_table5_gpu: SEA paper Table 5, measured on a GPU (not by us)",
+        "results": [],
+    }
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in scales:
+            results += run_scale(scale, models, args, Path(tmp))
+            payload["results"] = (
+                merge_results(out, results, ("scale", "model")) if args.merge else results
+            )
+            payload["memory_target"] = memory_target(payload["results"])
+            write_json(out, payload)
+
+    print()
+    print(f"Training and evaluation, {device.type}, {args.threads} thread(s); s/epoch "
+          f"extrapolated from {args.batches} steps after {args.warmup} warm-up:")
+    print(table(payload["results"]))
+    target = payload["memory_target"]
+    print(f"\nSEA peak memory at {TARGET_SCALE} <= {MEMORY_TARGET_GB:g} GB (paper SEA-a 13.78 "
+          f"GB): {target['peak_gb'] or 'not run'} -> met: {target['met']}")
+    print(f"wrote {out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
