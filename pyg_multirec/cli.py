@@ -105,23 +105,11 @@ def _format_summary(name: str, summary: dict[str, Any]) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from pyg_multirec.datasets import load_dataset
+    from pyg_multirec.experiment import default_data_root, load_data
 
-    if args.dataset == "synthetic":
-        data = load_dataset(
-            "synthetic",
-            num_users=args.synthetic_users,
-            num_items=args.synthetic_items,
-            num_interactions=args.synthetic_interactions,
-            seed=args.seed,
-        )
-    else:
-        root = args.data_root
-        if root is None:
-            from pyg_multirec.experiment import default_data_root
-
-            root = default_data_root()
-        data = load_dataset(args.dataset, root)
+    if args.data_root is None:
+        args.data_root = default_data_root()
+    data = load_data(argparse.Namespace(**vars(args), cold_start=False))
     summary = dataset_summary(data)
     if args.json:
         print(json.dumps({"dataset": args.dataset, **summary}, indent=1))
