@@ -153,10 +153,11 @@ def _profile_step(step: Any, device: torch.device) -> list[dict[str, Any]]:
 
 def run_case(
     model_name: str, data_file: Path, device: torch.device, batches: int, warmup: int,
-    eval_repeats: int, seed: int, profile_ops: int = 0,
+    eval_repeats: int, seed: int, profile_ops: int = 0, full_epoch: bool = False,
 ) -> dict[str, Any]:
     """Builds, trains ``warmup + batches`` steps and evaluates one model; times and memory."""
     from pyg_multirec.evaluation import evaluate
+    from pyg_multirec.losses import value_checks
     from pyg_multirec.sampling import BPRSampler
     from pyg_multirec.train import seed_everything
 
@@ -177,15 +178,35 @@ def run_case(
         epoch_start_s = time_call(lambda: model.on_epoch_start(1), device)
         batches_iter = _cycle(sampler)
 
+        # as the trainer: no per-loss NaN scans (host syncs) on accelerators
+        scans = device.type == "cpu"
+
         def step() -> None:
             users, pos, neg = (t.to(device) for t in next(batches_iter))
-            loss = model.loss(users, pos, neg)["loss"]
+            with value_checks(scans):
+                loss = model.loss(users, pos, neg)["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
         steps = warmup + batches
         times = [time_call(step, device) for _ in range(steps)][warmup:]
+        measured_epoch_s = None
+        if full_epoch:  # one real epoch: on_epoch_start + every batch of a fresh pass
+
+            def epoch() -> None:
+                model.on_epoch_start(2)
+                sampler.set_epoch(2)
+                for users, pos, neg in sampler:
+                    with value_checks(scans):
+                        loss = model.loss(
+                            users.to(device), pos.to(device), neg.to(device)
+                        )["loss"]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+            measured_epoch_s = time_call(epoch, device)
         eval_times = [
             time_call(lambda: evaluate(model, data, "valid"), device) for _ in range(eval_repeats)
         ]
@@ -202,8 +223,12 @@ def run_case(
         "on_epoch_start_s": epoch_start_s,
         "step_times_s": times,
         "median_step_s": step_s,
-        "epoch_s": step_s * len(sampler) + epoch_start_s,
-        "epoch_s_method": f"extrapolated from {len(times)} steps",
+        "epoch_s": (
+            measured_epoch_s if full_epoch else step_s * len(sampler) + epoch_start_s
+        ),
+        "epoch_s_method": (
+            "one full epoch, timed" if full_epoch else f"extrapolated from {len(times)} steps"
+        ),
         "eval_times_s": eval_times,
         "eval_s": median(eval_times),
         "peak_extra_bytes": memory.peak_extra_bytes,
@@ -246,6 +271,7 @@ def run_scale(scale: Scale, models: list[str], args: argparse.Namespace,
             "--warmup", str(args.warmup), "--repeats", str(args.repeats),
             "--seed", str(args.seed), "--threads", str(args.threads),
             *(["--profile"] if args.profile else []),
+            *(["--full-epoch"] if args.full_epoch else []),
         ]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -269,7 +295,8 @@ def _entry(scale: Scale, result: dict[str, Any]) -> dict[str, Any]:
 
 def _report(entry: dict[str, Any], seconds: float) -> None:
     print(f"[{entry['scale']}] {entry['model']}: step {entry['median_step_s']:.3f} s, epoch "
-          f"{entry['epoch_s']:.1f} s (extrapolated), eval {entry['eval_s']:.2f} s, peak "
+          f"{entry['epoch_s']:.1f} s ({entry['epoch_s_method']}), "
+          f"eval {entry['eval_s']:.2f} s, peak "
           f"{entry['peak_extra_bytes'] / MIB:.0f} MiB "
           f"({seconds:.0f} s in the process so far)", flush=True)
     for op in entry.get("profile_top_ops") or []:
@@ -280,7 +307,7 @@ def _report(entry: dict[str, Any], seconds: float) -> None:
 def table(entries: list[dict[str, Any]]) -> str:
     headers = [
         "scale", "items", "model", "batch", "batches/epoch", "s/step (median)",
-        "s/epoch (extrapolated from N steps)", "N", "s/eval (full ranking)", "peak extra (GB)",
+        "s/epoch", "s/epoch method", "N", "s/eval (full ranking)", "peak extra (GB)",
         "paper Table 5 GPU: GB", "paper Table 5 GPU: s/epoch",
     ]
     rows = []
@@ -288,7 +315,8 @@ def table(entries: list[dict[str, Any]]) -> str:
         paper = e.get("paper_table5_gpu") or {}
         rows.append([
             e["scale"], e["num_items"], e["model"], e["batch_size"], e["batches_per_epoch"],
-            e["median_step_s"], e["epoch_s"], e["timed_batches"], e["eval_s"],
+            e["median_step_s"], e["epoch_s"], e.get("epoch_s_method", "extrapolated"),
+            e["timed_batches"], e["eval_s"],
             e["peak_extra_bytes"] / GB, paper.get("memory_gb", "-"), paper.get("epoch_s", "-"),
         ])
     return markdown_table(headers, rows)
@@ -326,6 +354,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="keep results of other (scale, model) pairs already in --out")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one training step (torch.profiler), top ops to JSON")
+    parser.add_argument("--full-epoch", action="store_true",
+                        help="time one real epoch after the timed steps (instead of "
+                        "extrapolating s/epoch from them)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
@@ -341,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise FileNotFoundError(f"--case needs --data FILE (got {args.data})")
         cases = [
             run_case(name, args.data, device, args.batches, args.warmup, args.repeats,
-                     args.seed, PROFILE_TOP_OPS * args.profile)
+                     args.seed, PROFILE_TOP_OPS * args.profile, args.full_epoch)
             for name in parse_models(args.case)
         ]
         # one case: its result; several (--quick): {"cases": [...]}
@@ -363,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "eval_repeats": args.repeats,
         "seed": args.seed,
         "epoch_s_method": (
+            "one full epoch, timed" if args.full_epoch else
             f"extrapolated from {args.batches} steps: median step time x batches per epoch "
             "+ on_epoch_start time"
         ),
@@ -382,8 +414,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             write_json(out, payload)
 
     print()
-    print(f"Training and evaluation, {device.type}, {args.threads} thread(s); s/epoch "
-          f"extrapolated from {args.batches} steps after {args.warmup} warm-up:")
+    how = ("timed over one full epoch" if args.full_epoch
+           else f"extrapolated from {args.batches} steps after {args.warmup} warm-up")
+    print(f"Training and evaluation, {device.type}, {args.threads} thread(s); s/epoch {how}:")
     print(table(payload["results"]))
     target = payload["memory_target"]
     print(f"\nSEA peak memory at {TARGET_SCALE} <= {MEMORY_TARGET_GB:g} GB (paper SEA-a 13.78 "

@@ -43,7 +43,6 @@ by a two-layer MLP).
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 from collections.abc import Mapping
 from typing import Optional
@@ -66,7 +65,7 @@ from torch_geometric.data import HeteroData
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import (
     BPRLoss,
-    CLUBEstimator,
+    FittedCLUB,
     InfoNCELoss,
     NegativeL2Distance,
     SoloSimLoss,
@@ -152,59 +151,6 @@ class ProjectionHead(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x)
-
-
-class FittedCLUB(Module):
-    r"""A :class:`~pyg_multirec.losses.CLUBEstimator` together with the Adam optimizer that
-    fits its variational network :math:`q_\theta(\mathbf{y} | \mathbf{x})` (SEA eq. 15: the
-    estimator and the encoder are updated in turn).
-
-    :meth:`fit` runs ``steps`` Adam steps on the detached samples (the official trainer: 50
-    per training batch, on the samples of all modalities at once); :meth:`forward` returns
-    the CLUB estimate, differentiable w.r.t. the samples. The estimator's parameters must be
-    left out of the model's optimizer (:meth:`SEA.auxiliary_parameters`). The optimizer's
-    state travels in ``state_dict()`` (:meth:`get_extra_state`) so that a resumed run
-    continues exactly.
-
-    Args:
-        channels (int): Size of the :math:`\mathbf{x}` and :math:`\mathbf{y}` samples.
-        hidden_channels (int): Hidden width of the estimator's MLPs.
-        steps (int): Inner Adam steps per :meth:`fit` call.
-        lr (float): Learning rate of the inner Adam.
-    """
-
-    def __init__(self, channels: int, hidden_channels: int, steps: int, lr: float) -> None:
-        super().__init__()
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"club_steps must be a positive int (got {steps!r})")
-        if not lr > 0:
-            raise ValueError(f"club_lr must be > 0 (got {lr!r})")
-        self.steps = steps
-        self.estimator = CLUBEstimator(channels, channels, hidden_channels)
-        # The fused kernel (CPU and CUDA) cuts the per-step overhead of the inner loop.
-        self.optimizer = torch.optim.Adam(self.estimator.parameters(), lr=lr, fused=True)
-
-    def reset_parameters(self) -> None:
-        self.estimator.reset_parameters()
-        self.optimizer.state.clear()
-
-    def fit(self, x: Tensor, y: Tensor) -> float:
-        """Fits the estimator on detached ``(x, y)``; returns its last negative log-likelihood."""
-        return self.estimator.fit_step(x, y, self.optimizer, steps=self.steps)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.estimator(x, y)  # eq. 15
-
-    # The trainer copies every state_dict value as a tensor, so the optimizer state is kept
-    # as the bytes of its torch.save serialisation.
-    def get_extra_state(self) -> Tensor:
-        buffer = io.BytesIO()
-        torch.save(self.optimizer.state_dict(), buffer)
-        return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
-
-    def set_extra_state(self, state: Tensor) -> None:
-        raw = io.BytesIO(state.cpu().numpy().tobytes())
-        self.optimizer.load_state_dict(torch.load(raw, map_location="cpu", weights_only=True))
 
 
 def resolve_components(
@@ -414,7 +360,7 @@ class SEA(Recommender):
             self.generic_maps = ModuleList(Linear(self.half, club_dim) for _ in self.modalities)
             self.unique_maps = ModuleList(Linear(self.half, club_dim) for _ in self.modalities)
             if distance == "club":
-                self.club = FittedCLUB(club_dim, club_hidden, club_steps, club_lr)
+                self.club = FittedCLUB(club_dim, club_dim, club_hidden, club_steps, club_lr)
             else:
                 self.l2_distance = NegativeL2Distance()
         self.reset_parameters()

@@ -9,7 +9,6 @@ modules plugged in (``--sea``, the plug-and-play experiment of SEA's Table 3).
 from __future__ import annotations
 
 import argparse
-import io
 from collections.abc import Sequence
 from itertools import combinations
 from typing import Optional
@@ -20,7 +19,7 @@ from torch.nn import Linear, Module, ModuleList, Parameter
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
-from pyg_multirec.losses import BPRLoss, CLUBEstimator, SoloSimLoss
+from pyg_multirec.losses import BPRLoss, FittedCLUB, SoloSimLoss
 from pyg_multirec.models import Recommender
 
 REG_WEIGHT = 1e-4  # MMRec grid-searches it (1e-5 ... 2.0); the MF example's value
@@ -99,8 +98,10 @@ class SeparateLearning(Module):
         self.club_steps = club_steps
         self.projections = ModuleList(Linear(d, dim) for d in feature_dims)
         self.solosim = SoloSimLoss(temperature)
-        self.club = CLUBEstimator(self.num_generic, dim - self.num_generic, SEA_CLUB_HIDDEN)
-        self.club_optimizer = torch.optim.Adam(self.club.parameters(), lr=club_lr)
+        # The estimator with its own Adam (SEA eq. 15's alternation), state in checkpoints.
+        self.club = FittedCLUB(
+            self.num_generic, dim - self.num_generic, SEA_CLUB_HIDDEN, club_steps, club_lr
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -121,24 +122,10 @@ class SeparateLearning(Module):
         align = torch.stack(  # SEA eq. 16
             [self.solosim(generic[a], generic[b]) for a, b in combinations(range(len(generic)), 2)]
         ).mean()
-        if self.training:  # fit q(u | g) on this batch first, then take the bound
-            self.club.fit_step(
-                torch.cat(generic), torch.cat(unique), self.club_optimizer, self.club_steps
-            )
+        if self.training and torch.is_grad_enabled():  # fit q(u | g) first, then the bound
+            self.club.fit(torch.cat(generic), torch.cat(unique))
         distance = torch.stack([self.club(g, u) for g, u in zip(generic, unique)]).mean()
         return {"align": align, "distance": distance}
-
-    def get_extra_state(self) -> Tensor:
-        # The estimator's optimizer state, as bytes in a tensor: the trainer copies every
-        # state_dict entry as a tensor.
-        buffer = io.BytesIO()
-        torch.save(self.club_optimizer.state_dict(), buffer)
-        return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
-
-    def set_extra_state(self, state: Tensor) -> None:
-        raw = io.BytesIO(state.cpu().numpy().tobytes())
-        saved = torch.load(raw, map_location="cpu", weights_only=True)
-        self.club_optimizer.load_state_dict(saved)
 
 
 class VBPR(Recommender):

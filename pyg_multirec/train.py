@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from pyg_multirec.evaluation import evaluate
+from pyg_multirec.losses import value_checks
 from pyg_multirec.models import Recommender
 from pyg_multirec.sampling import BPRSampler
 
@@ -26,6 +28,8 @@ TRAIN_EDGE = ("user", "train", "item")
 #: Multiplier separating the per-epoch sampler seeds of different run seeds.
 EPOCH_SEED_STRIDE = 1_000_003
 CHECKPOINT_VERSION = 1
+# On an accelerator, the loss is read back (finite check, progress bar) every this many steps.
+DEVICE_SYNC_EVERY = 20
 
 
 @dataclass
@@ -88,6 +92,11 @@ def _state_to_cpu(model: torch.nn.Module) -> dict[str, Any]:
         k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v)
         for k, v in model.state_dict().items()
     }
+
+
+def _check_finite(loss: Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
 
 
 def train(
@@ -211,26 +220,34 @@ def train(
         sampler.set_epoch(epoch)  # negatives of epoch e depend only on (seed, e): resumable
         total = len(sampler) if max_train_batches is None else min(len(sampler), max_train_batches)
         bar = tqdm(total=total, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}
         steps = 0
+        # On an accelerator, reading a loss value waits for the device: check (and show)
+        # the running loss every few steps instead of after each one.
+        check_every = 1 if device.type == "cpu" else DEVICE_SYNC_EVERY
         tic = time.perf_counter()
         for users, pos, neg in sampler:
             if steps >= total:
                 break
             users, pos, neg = users.to(device), pos.to(device), neg.to(device)
-            terms = model.loss(users, pos, neg)
+            with value_checks(check_every == 1):  # no per-loss host syncs on accelerators
+                terms = model.loss(users, pos, neg)
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
+            if steps % check_every == 0:
+                _check_finite(loss, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+                value = value.detach()
+                sums[key] = sums[key] + value if key in sums else value.clone()
             steps += 1
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+            if steps % check_every == 0:
+                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
             bar.update()
         bar.close()
+        if steps:
+            _check_finite(sums["loss"], epoch)
         if scheduler is not None:
             scheduler.step()
         seconds = time.perf_counter() - tic
@@ -238,7 +255,7 @@ def train(
 
         valid = evaluate(model, data, "valid", ks=ks, batch_size=eval_batch_size)
         row = {"epoch": epoch, "seconds": seconds}
-        row.update({f"train_{k}": v / max(steps, 1) for k, v in sums.items()})
+        row.update({f"train_{k}": float(v) / max(steps, 1) for k, v in sums.items()})
         row.update({f"valid_{k}": v for k, v in valid.items() if k != "num_rows"})
         history.append(row)
         if valid[monitor] > best_value:

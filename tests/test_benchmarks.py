@@ -281,7 +281,7 @@ def test_models_quick(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "extrapolated from N steps" in proc.stdout
+    assert "s/epoch extrapolated from 2 steps" in proc.stdout
     payload = json.loads(out.read_text())
     _check_common_payload(payload, "models")
     models = _import("models")
@@ -302,3 +302,21 @@ def test_models_quick(tmp_path):
         models.main(["--models", "mf,bpr"])
     with pytest.raises(ValueError, match="--batches must be >= 1"):
         models.main(["--batches", "0"])
+
+
+def test_models_quick_full_epoch(tmp_path):
+    """``--full-epoch`` times one real epoch instead of extrapolating from the steps."""
+    out = tmp_path / "models.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "models.py"), "--quick", "--full-epoch",
+         "--models", "mf,sea-a", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "s/epoch timed over one full epoch" in proc.stdout
+    payload = json.loads(out.read_text())
+    assert payload["epoch_s_method"] == "one full epoch, timed"
+    assert [e["model"] for e in payload["results"]] == ["mf", "sea-a"]
+    for e in payload["results"]:
+        assert e["epoch_s_method"] == "one full epoch, timed" and e["epoch_s"] > 0

@@ -1,7 +1,8 @@
 """Losses of multimodal recommendation: ranking, alignment and distancing."""
 
+from pyg_multirec.losses._checks import value_checks
 from pyg_multirec.losses.bpr import BPRLoss
-from pyg_multirec.losses.club import CLUBEstimator
+from pyg_multirec.losses.club import CLUBEstimator, FittedCLUB
 from pyg_multirec.losses.distance import NegativeL2Distance
 from pyg_multirec.losses.infonce import InfoNCELoss, MultiModalInfoNCE
 from pyg_multirec.losses.solosim import SoloSimLoss
@@ -9,8 +10,10 @@ from pyg_multirec.losses.solosim import SoloSimLoss
 __all__ = [
     "BPRLoss",
     "CLUBEstimator",
+    "FittedCLUB",
     "InfoNCELoss",
     "MultiModalInfoNCE",
     "NegativeL2Distance",
     "SoloSimLoss",
+    "value_checks",
 ]

@@ -1,12 +1,38 @@
 """Input checks and reductions shared by the losses (private helpers)."""
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
+_value_checks = True
+
+
+@contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    r"""Turns the losses' NaN/Inf scans of their inputs on or off inside a ``with`` block
+    (types, shapes and sizes are always checked).
+
+    Each scan reads one value back from the device, so on a GPU it stalls the host until
+    the device has caught up, once per loss call. :func:`pyg_multirec.train.train` turns
+    the scans off inside its training steps on accelerators and checks the summed loss
+    for NaN/Inf instead (every few steps and at the end of each epoch).
+
+    .. code-block:: python
+
+        with value_checks(False):
+            loss = model.loss(users, pos, neg)["loss"]
+    """
+    global _value_checks
+    previous, _value_checks = _value_checks, bool(enabled)
+    try:
+        yield
+    finally:
+        _value_checks = previous
 
 
 def check_reduction(reduction: str) -> str:
@@ -33,7 +59,7 @@ def check_float_tensor(x: Tensor, name: str, dim: Optional[int] = None) -> None:
         raise ValueError(
             f"'{name}' must be a {dim}-dimensional tensor (got shape {tuple(x.shape)})"
         )
-    if not bool(torch.isfinite(x).all()):
+    if _value_checks and not bool(torch.isfinite(x).all()):
         raise ValueError(f"'{name}' contains NaN or infinite values")
 
 

@@ -1,3 +1,4 @@
+import io
 import math
 from typing import Optional
 
@@ -119,11 +120,13 @@ class CLUBEstimator(Module):
             )
         check_min_rows(x, "x", min_rows)
 
-    def _log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
+    def _row_log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
         mu, logvar = self.mu(x), self.logvar(x)
         # Gaussian log-density log N(y | mu, diag exp(logvar)), summed over dimensions.
-        log_q = -HALF * ((y - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)
-        return log_q.mean()
+        return -HALF * ((y - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)
+
+    def _log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._row_log_likelihood(x, y).mean()
 
     def log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
         r"""Mean over the batch of :math:`\log q_\theta(\mathbf{y}_i | \mathbf{x}_i)`:
@@ -191,17 +194,223 @@ class CLUBEstimator(Module):
                 f"'optimizer' must be a torch.optim.Optimizer (got {type(optimizer).__name__})"
             )
         self._check(x, y)
-        x, y = x.detach(), y.detach()
+        return float(self._fit_steps(x.detach(), y.detach(), optimizer, steps))
+
+    def _fit_steps(self, x: Tensor, y: Tensor, optimizer: Optimizer, steps: int) -> Tensor:
         with torch.enable_grad():
             for _ in range(steps):
                 optimizer.zero_grad()
                 loss = -self._log_likelihood(x, y)
                 loss.backward()
                 optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.x_dim}, {self.y_dim}, "
             f"hidden_channels={self.hidden_channels})"
         )
+
+
+class FittedCLUB(Module):
+    r"""A :class:`CLUBEstimator` together with the Adam optimizer that fits its
+    variational network :math:`q_\theta(\mathbf{y} | \mathbf{x})`, as SEA
+    ("It is Never Too Late to Mend", eq. 15) alternates it with the encoder:
+    before each estimate, :meth:`fit` runs :obj:`steps` Adam steps that
+    minimise the negative log-likelihood
+
+    .. math::
+        \mathcal{L}_{q}(\theta) = -\frac{1}{B} \sum_{i=1}^{B}
+        \log q_\theta(\mathbf{y}_i | \mathbf{x}_i)
+
+    on the *detached* samples (SEA's official trainer: 50 steps per training
+    batch); :meth:`forward` returns the CLUB estimate, differentiable w.r.t. the
+    samples. Keep :meth:`parameters` out of the model's optimizer (see
+    ``Recommender.auxiliary_parameters``). The optimizer's state travels in
+    ``state_dict()`` (:meth:`get_extra_state`), so a resumed run continues
+    exactly.
+
+    **CUDA graphs.** The inner loop is a long chain of tiny kernels (two
+    :math:`F \to H \to F` MLPs, their backward pass and an Adam step, repeated
+    :obj:`steps` times), so on a GPU its cost is kernel-launch overhead. With
+    :obj:`cuda_graph=True` and CUDA inputs, the :obj:`steps` inner steps are
+    captured once as one CUDA graph over static buffers of a fixed number of rows
+    and replayed by a single launch per call. Batches of varying size are padded: padded rows
+    carry weight zero in :math:`\mathcal{L}_q`, so each step computes exactly the
+    loss and gradients of the unpadded batch. A batch larger than the buffers
+    doubles them and captures again. The first call at each capacity runs its
+    steps eagerly (this also creates the optimizer state the graph needs). On
+    the CPU, :meth:`fit` is :meth:`CLUBEstimator.fit_step`.
+
+    Args:
+        x_dim (int): Size of each :math:`\mathbf{x}` sample.
+        y_dim (int): Size of each :math:`\mathbf{y}` sample.
+        hidden_channels (int): Hidden width of the estimator's MLPs.
+        steps (int): Inner Adam steps per :meth:`fit` call.
+        lr (float): Learning rate of the inner Adam.
+        cuda_graph (bool, optional): Replay the inner step as a CUDA graph on
+            CUDA inputs. (default: :obj:`True`)
+
+    Shapes:
+        - **fit:** :math:`\mathbf{x}` :math:`(B, F_x)`, :math:`\mathbf{y}` :math:`(B, F_y)`
+          → scalar (the last inner step's :math:`\mathcal{L}_q`, computed before that
+          step's update)
+        - **forward:** :math:`\mathbf{x}` :math:`(B, F_x)`, :math:`\mathbf{y}`
+          :math:`(B, F_y)`, :math:`B \ge 2` → scalar
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        y_dim: int,
+        hidden_channels: int,
+        steps: int,
+        lr: float,
+        cuda_graph: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"'steps' must be a positive integer (got {steps!r})")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"'lr' must be > 0 (got {lr!r})")
+        self.steps = steps
+        self.cuda_graph = bool(cuda_graph)
+        self.estimator = CLUBEstimator(x_dim, y_dim, hidden_channels)
+        # The fused kernel (CPU and CUDA) cuts the per-step overhead of the inner loop.
+        self.optimizer = torch.optim.Adam(self.estimator.parameters(), lr=lr, fused=True)
+        self._graph: Optional[_GraphedFitStep] = None
+
+    def reset_parameters(self) -> None:
+        r"""Resets the estimator and clears its optimizer's state."""
+        self.estimator.reset_parameters()
+        self.optimizer.state.clear()
+        self._graph = None  # it refers to the old optimizer state
+
+    def fit(self, x: Tensor, y: Tensor) -> Tensor:
+        r"""Runs :obj:`steps` optimizer steps of :math:`\mathcal{L}_q` on the detached
+        samples; returns the last step's loss as a detached 0-d tensor (no host sync)."""
+        self.estimator._check(x, y)
+        x, y = x.detach(), y.detach()
+        use_graph = (
+            self.cuda_graph
+            and x.is_cuda
+            and all(p.is_cuda for p in self.estimator.parameters())
+            and not torch.cuda.is_current_stream_capturing()
+        )
+        if not use_graph:
+            return self.estimator._fit_steps(x, y, self.optimizer, self.steps)
+        graph = self._graph
+        if graph is None or not graph.fits(self.estimator, x, y, self.steps):
+            capacity = _GraphedFitStep.capacity_for(x.size(0), graph)
+            graph = _GraphedFitStep(self.estimator, self.optimizer, capacity, x)
+            self._graph = None
+            graph.load(x, y)
+            loss = graph.run_eager(self.steps)  # creates the optimizer state, then ...
+            graph.capture(self.steps)  # ... the graph of all steps, replayed from then on
+            self._graph = graph
+            return loss
+        graph.load(x, y)
+        return graph.replay()
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.estimator(x, y)  # SEA eq. 15
+
+    def _apply(self, fn, recurse=True):  # .to() / .cuda() / .half(): buffers are stale
+        self._graph = None
+        return super()._apply(fn, recurse)
+
+    # The trainer copies every state_dict value as a tensor, so the optimizer state is kept
+    # as the bytes of its torch.save serialisation (device-independent: capturable off).
+    def get_extra_state(self) -> Tensor:
+        state = self.optimizer.state_dict()
+        state["param_groups"] = [{**g, "capturable": False} for g in state["param_groups"]]
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Tensor) -> None:
+        raw = io.BytesIO(state.cpu().numpy().tobytes())
+        self.optimizer.load_state_dict(torch.load(raw, map_location="cpu", weights_only=True))
+        self._graph = None  # the loaded state tensors are new: capture again
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}, cuda_graph={self.cuda_graph}"
+
+
+class _GraphedFitStep:
+    """One inner step of :class:`FittedCLUB` as a CUDA graph over padded static buffers."""
+
+    MIN_CAPACITY = 1024
+    GROWTH = 2
+
+    def __init__(
+        self, estimator: CLUBEstimator, optimizer: Optimizer, capacity: int, like: Tensor
+    ) -> None:
+        self.estimator, self.optimizer, self.capacity = estimator, optimizer, capacity
+        self.x = like.new_zeros(capacity, estimator.x_dim)
+        self.y = like.new_zeros(capacity, estimator.y_dim)
+        self.weight = like.new_zeros(capacity)  # 1/B on the B real rows, 0 on padding
+        self.params = [p.data_ptr() for p in estimator.parameters()]
+        self.dtype = like.dtype
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.loss: Optional[Tensor] = None
+        self.steps = 0
+
+    @classmethod
+    def capacity_for(cls, rows: int, previous: Optional["_GraphedFitStep"]) -> int:
+        capacity = previous.capacity if previous is not None else cls.MIN_CAPACITY
+        while capacity < rows:
+            capacity *= cls.GROWTH
+        return capacity
+
+    def fits(self, estimator: CLUBEstimator, x: Tensor, y: Tensor, steps: int) -> bool:
+        return (
+            steps == self.steps
+            and x.size(0) <= self.capacity
+            and x.dtype == self.dtype
+            and x.device == self.x.device
+            and [p.data_ptr() for p in estimator.parameters()] == self.params
+        )
+
+    def load(self, x: Tensor, y: Tensor) -> None:
+        rows = x.size(0)
+        self.x[:rows].copy_(x)
+        self.x[rows:].zero_()
+        self.y[:rows].copy_(y)
+        self.y[rows:].zero_()
+        self.weight[:rows].fill_(1.0 / rows)
+        self.weight[rows:].zero_()
+
+    def _step(self) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        log_q = self.estimator._row_log_likelihood(self.x, self.y)
+        loss = -(self.weight * log_q).sum()
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def run_eager(self, steps: int) -> Tensor:
+        side = torch.cuda.Stream(device=self.x.device)
+        side.wait_stream(torch.cuda.current_stream(self.x.device))
+        with torch.cuda.stream(side), torch.enable_grad():
+            for _ in range(steps):
+                loss = self._step()
+        torch.cuda.current_stream(self.x.device).wait_stream(side)
+        return loss.clone()
+
+    def capture(self, steps: int) -> None:
+        """Captures ``steps`` inner steps as one graph (one launch per :meth:`replay`)."""
+        for group in self.optimizer.param_groups:
+            group["capturable"] = True  # Adam's step counters already live on the device
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps = steps
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.enable_grad():
+            for _ in range(steps):
+                loss = self._step()
+            self.loss = loss
+
+    def replay(self) -> Tensor:
+        assert self.graph is not None and self.loss is not None
+        self.graph.replay()
+        return self.loss.clone()

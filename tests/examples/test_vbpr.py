@@ -89,10 +89,10 @@ def test_sea_optimizer_state_round_trip(tiny_data):
     model = make(tiny_data, sea=True)
     model.loss(*batch(tiny_data))
     state = model.state_dict()
-    assert state["sea._extra_state"].dtype == torch.uint8
+    assert state["sea.club._extra_state"].dtype == torch.uint8
     fresh = make(tiny_data, sea=True)
     fresh.load_state_dict(state)
-    saved, loaded = model.sea.club_optimizer.state_dict(), fresh.sea.club_optimizer.state_dict()
+    saved, loaded = model.sea.club.optimizer.state_dict(), fresh.sea.club.optimizer.state_dict()
     assert saved["state"].keys() == loaded["state"].keys() and len(saved["state"]) > 0
     for key, value in saved["state"].items():
         for name, tensor in value.items():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from pyg_multirec.losses import CLUBEstimator
+from pyg_multirec.losses import CLUBEstimator, FittedCLUB
 
 X_DIM, Y_DIM, HIDDEN = 3, 2, 8
 
@@ -195,3 +195,112 @@ def test_it_trains_encoder_reduces_estimated_information():
         estimates.append(mi.item())
     assert estimates[-1] < 0.5 * max(estimates)
     assert encoder.weight.norm().item() < 0.5 * initial_norm  # y depends less on x
+
+
+# ---- FittedCLUB: the estimator with its own optimizer (eager and CUDA-graph paths) ----------
+CUDA = torch.cuda.is_available()
+
+
+def _fitted(cuda_graph=True, steps=4, seed=0, device="cpu"):
+    torch.manual_seed(seed)
+    return FittedCLUB(X_DIM, Y_DIM, HIDDEN, steps=steps, lr=1e-2, cuda_graph=cuda_graph).to(device)
+
+
+def test_fitted_club_fit_equals_fit_step():
+    fitted = _fitted()
+    torch.manual_seed(0)
+    club = CLUBEstimator(X_DIM, Y_DIM, HIDDEN)
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2, fused=True)
+    x, y = _data(batch=9)
+    loss = fitted.fit(x, y)
+    expected = club.fit_step(x, y, opt, steps=4)
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0 and not loss.requires_grad
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    for p, q in zip(fitted.estimator.parameters(), club.parameters()):
+        torch.testing.assert_close(p, q)
+    assert x.grad is None and y.grad is None  # fitted on detached samples
+    assert fitted.optimizer.state_dict()["state"][0]["step"] == 4
+
+
+def test_padded_weighted_step_equals_the_unpadded_step():
+    # The CUDA-graph path pads a batch to a fixed capacity with zero-weight rows; the update
+    # must be the one of the unpadded batch (checked here on the CPU, without a graph).
+    from pyg_multirec.losses.club import _GraphedFitStep
+
+    padded, plain = _fitted(), _fitted()
+    x, y = _data(batch=6)
+    graph = _GraphedFitStep(padded.estimator, padded.optimizer, capacity=16, like=x.detach())
+    graph.load(x.detach(), y.detach())
+    assert graph.weight.sum().item() == pytest.approx(1.0)
+    assert (graph.weight[6:] == 0).all() and (graph.x[6:] == 0).all()
+    losses = [graph._step() for _ in range(3)]
+    expected = plain.estimator.fit_step(x, y, plain.optimizer, steps=3)
+    assert losses[-1].item() == pytest.approx(expected, rel=1e-5)
+    for p, q in zip(padded.estimator.parameters(), plain.estimator.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_fitted_club_state_round_trip_continues_exactly():
+    first = _fitted()
+    x, y = _data(batch=8)
+    first.fit(x, y)
+    state = {k: v.detach().clone() for k, v in first.state_dict().items()}
+    second = _fitted(seed=1)
+    second.load_state_dict(state)
+    first.fit(x, y)
+    second.fit(x, y)
+    for p, q in zip(first.parameters(), second.parameters()):
+        torch.testing.assert_close(p, q)
+    # the saved optimizer state is device-independent (capturable off)
+    second.reset_parameters()
+    assert second.optimizer.state_dict()["state"] == {}
+
+
+def test_fitted_club_errors():
+    with pytest.raises(ValueError, match="'steps' must be a positive integer"):
+        FittedCLUB(X_DIM, Y_DIM, HIDDEN, steps=0, lr=1e-3)
+    with pytest.raises(ValueError, match="'lr' must be > 0"):
+        FittedCLUB(X_DIM, Y_DIM, HIDDEN, steps=1, lr=0.0)
+    fitted = _fitted()
+    with pytest.raises(ValueError, match="'x' must have 3 columns"):
+        fitted.fit(torch.randn(4, 2), torch.randn(4, Y_DIM))
+    with pytest.raises(ValueError, match="same batch size"):
+        fitted.fit(torch.randn(4, X_DIM), torch.randn(5, Y_DIM))
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_fitted_club_cuda_graph_matches_eager():
+    graphed, eager = _fitted(device="cuda"), _fitted(cuda_graph=False, device="cuda")
+    gen = torch.Generator().manual_seed(0)
+    # varying batch sizes, one beyond the first capacity (a second capture)
+    for rows in (700, 1000, 3, 2500, 1800):
+        x = torch.randn(rows, X_DIM, generator=gen).cuda()
+        y = torch.randn(rows, Y_DIM, generator=gen).cuda()
+        a, b = graphed.fit(x, y), eager.fit(x, y)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        for p, q in zip(graphed.estimator.parameters(), eager.estimator.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert graphed._graph is not None and graphed._graph.capacity == 4096
+    # state round trip onto a fresh module: the graph is rebuilt on the loaded state
+    state = {k: v.detach().to("cpu", copy=True) for k, v in graphed.state_dict().items()}
+    again = _fitted(seed=3, device="cuda")
+    again.load_state_dict(state)
+    x, y = torch.randn(900, X_DIM).cuda(), torch.randn(900, Y_DIM).cuda()
+    torch.testing.assert_close(again.fit(x, y), graphed.fit(x, y))
+
+
+def test_value_checks_switch_only_skips_the_nan_scan():
+    from pyg_multirec.losses import value_checks
+
+    club = CLUBEstimator(X_DIM, Y_DIM, HIDDEN)
+    x, y = _data(batch=4)
+    bad = x.detach().clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        club(bad, y)
+    with value_checks(False):
+        assert torch.isnan(club(bad, y))  # scan skipped: NaN flows into the loss
+        with pytest.raises(ValueError, match="must have 3 columns"):  # shapes still checked
+            club(bad[:, :2], y)
+    with pytest.raises(ValueError, match="NaN or infinite"):  # restored after the block
+        club(bad, y)
