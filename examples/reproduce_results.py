@@ -86,10 +86,14 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def _on_gpu(run: dict) -> bool:
+    return str(run.get("config", {}).get("device", "cpu")).startswith("cuda")
+
+
 def table(rows: list[tuple[str, list[dict]]]) -> str:
     head = "| model | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
-    head += " | valid R@20 | seeds | best epoch | s/epoch |\n|---" + "|---" * (len(METRICS) + 4)
-    head += "|\n"
+    head += " | valid R@20 | seeds | best epoch | s/epoch (CPU) | s/epoch (GPU) |\n|---"
+    head += "|---" * (len(METRICS) + 5) + "|\n"
     if not any(runs for _, runs in rows):
         return "(no finished runs)\n"
     lines = []
@@ -100,7 +104,9 @@ def table(rows: list[tuple[str, list[dict]]]) -> str:
         cells.append(_cell([r["best_valid"]["recall@20"] for r in runs]))
         cells.append(str(len(runs)))
         cells.append(" / ".join(str(r["best_epoch"]) for r in runs))
-        cells.append(f"{statistics.mean(r['seconds_per_epoch'] for r in runs):.2f}")
+        for on_gpu in (False, True):  # timings only make sense per kind of device
+            times = [r["seconds_per_epoch"] for r in runs if _on_gpu(r) == on_gpu]
+            cells.append(f"{statistics.mean(times):.2f}" if times else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
 
