@@ -45,8 +45,8 @@ PAPER_BATCH_SIZE = 1024
 DEFAULTS = {"lr": PAPER_LR, "batch_size": PAPER_BATCH_SIZE}
 OFFICIAL_ITEM_LAYERS = 1
 OFFICIAL_BACKBONE_LAYERS = 2
-# Anchor rows per block of the all-item InfoNCE (memory O(block * N)); the official code's
-# value. Catalogues up to this size take one block, without the recomputation of checkpointing.
+# Anchor rows per block of the all-item InfoNCE (memory O(block * N), never N x N); the
+# official code's value.
 CONTRASTIVE_BLOCK_SIZE = 4096
 # The learned neighbours are reselected only in on_epoch_start, never automatically.
 NO_AUTOMATIC_REBUILD = sys.maxsize

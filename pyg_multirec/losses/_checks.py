@@ -71,6 +71,27 @@ def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
         )
 
 
+def check_same_dtype_and_device(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.dtype != b.dtype or a.device != b.device:
+        raise ValueError(
+            f"'{name_a}' and '{name_b}' must have the same dtype and device (got {a.dtype} on "
+            f"{a.device} and {b.dtype} on {b.device})"
+        )
+
+
+def check_paired(
+    a: Tensor, b: Tensor, name_a: str, name_b: str, min_rows: Optional[int] = None
+) -> None:
+    """Raise unless ``a`` and ``b`` are two views of the same samples: 2-d floating tensors
+    of one shape, dtype and device, free of NaN/Inf, with at least ``min_rows`` rows."""
+    check_float_tensor(a, name_a, dim=2)
+    check_float_tensor(b, name_b, dim=2)
+    check_same_shape(a, b, name_a, name_b)
+    check_same_dtype_and_device(a, b, name_a, name_b)
+    if min_rows is not None:
+        check_min_rows(a, name_a, min_rows)
+
+
 def check_min_rows(x: Tensor, name: str, minimum: int = 2) -> None:
     if x.size(0) < minimum:
         raise ValueError(

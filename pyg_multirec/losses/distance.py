@@ -3,9 +3,8 @@ from torch import Tensor
 from torch.nn import Module
 
 from pyg_multirec.losses._checks import (
-    check_float_tensor,
+    check_paired,
     check_reduction,
-    check_same_shape,
     reduce,
 )
 
@@ -44,9 +43,7 @@ class NegativeL2Distance(Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        check_float_tensor(x, "x", dim=2)
-        check_float_tensor(y, "y", dim=2)
-        check_same_shape(x, y, "x", "y")
+        check_paired(x, y, "x", "y")
         diff = F.normalize(x, dim=-1) - F.normalize(y, dim=-1)
         out = -diff.pow(2).sum(dim=-1)  # SEA eq. 30
         return reduce(out, self.reduction)

@@ -1,16 +1,18 @@
+import math
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn import Module
-from torch.utils.checkpoint import checkpoint
 
 from pyg_multirec.losses._checks import (
     check_float_tensor,
     check_min_rows,
+    check_paired,
     check_reduction,
-    check_same_shape,
     check_temperature,
     reduce,
 )
@@ -19,6 +21,8 @@ INFONCE_TEMPERATURE = 0.2  # SEA's temperature, shared by its alignment variants
 MICRO_TEMPERATURE = 0.5  # MICRO paper and official code
 DEFAULT_BLOCK_SIZE = 1024
 HALF = 0.5
+# Headroom (in log space) kept between exp(+-1 / tau) and the working dtype's range ends
+EXP_RANGE_MARGIN = 8.0
 
 
 class InfoNCELoss(Module):
@@ -65,10 +69,7 @@ class InfoNCELoss(Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
-        check_float_tensor(x1, "x1", dim=2)
-        check_float_tensor(x2, "x2", dim=2)
-        check_same_shape(x1, x2, "x1", "x2")
-        check_min_rows(x1, "x1")
+        check_paired(x1, x2, "x1", "x2", min_rows=2)
         z1, z2 = F.normalize(x1, dim=-1), F.normalize(x2, dim=-1)
         logits = z1 @ z2.t() / self.temperature
         positive = logits.diagonal()
@@ -84,19 +85,120 @@ class InfoNCELoss(Module):
         )
 
 
-def _block_loss(anchor: Tensor, positive: Tensor, start: int, end: int, tau: float) -> Tensor:
-    r"""Per-row loss of rows ``start:end`` of ``anchor`` (MICRO eq. 11/12 negated):
-    inter-view negatives against all of ``positive`` and intra-view negatives
-    against all other rows of ``anchor``. Inputs are unit rows; memory
-    :math:`O((end - start) \cdot N)`."""
-    rows = anchor[start:end]
-    inter = rows @ positive.t() / tau  # [b, N]; its diagonal (offset start) holds the positives
-    intra = rows @ anchor.t() / tau  # [b, N]
-    cols = torch.arange(anchor.size(0), device=anchor.device)
-    self_mask = cols.unsqueeze(0) == (cols[start:end]).unsqueeze(1)  # j == i
-    intra = intra.masked_fill(self_mask, float("-inf"))
-    log_denominator = torch.logaddexp(inter.logsumexp(dim=1), intra.logsumexp(dim=1))
-    return log_denominator - inter.diagonal(offset=start)
+def _exponent_limit(dtype: torch.dtype, num: int) -> float:
+    r"""The largest :math:`1 / \tau` for which :math:`e^{\pm 1/\tau}` are normal numbers of
+    ``dtype`` and a sum of ``num`` values up to :math:`e^{1/\tau}` stays finite."""
+    info = torch.finfo(dtype)
+    return min(-math.log(info.tiny), math.log(info.max) - math.log(num)) - EXP_RANGE_MARGIN
+
+
+def _working_dtype(dtype: torch.dtype, temperature: float, num: int) -> torch.dtype:
+    r"""float32 (float64 for float64 inputs), or float64 where :math:`e^{\pm 1/\tau}` leaves
+    float32's range (see :func:`_exponent_limit`): then the sums need no stabiliser.
+    Half-precision inputs are summed in float32."""
+    for candidate in (torch.promote_types(dtype, torch.float32), torch.float64):
+        if 1.0 / temperature <= _exponent_limit(candidate, num):
+            return candidate
+    smallest = 1.0 / _exponent_limit(torch.float64, num)
+    raise ValueError(
+        f"'temperature' {temperature} is too small: exp(1 / temperature) leaves float64's "
+        f"range (use temperature >= {smallest:.4g})"
+    )
+
+
+def _exp_similarity(rows: Tensor, cols: Tensor, start: int, out: Tensor, mask_self: bool) -> Tensor:
+    r"""``out`` :math:`\leftarrow \exp(\text{rows} \cdot \text{cols}^\top)` (``rows``
+    carry the factor :math:`1 / \tau`); with ``mask_self`` the entries ``(i, start + i)``
+    (an item against itself) are zero."""
+    torch.mm(rows, cols.t(), out=out)
+    out.exp_()
+    if mask_self:
+        out.diagonal(offset=start).zero_()
+    return out
+
+
+class _LogDenominators(torch.autograd.Function):
+    r"""Per-item :math:`\frac{1}{2|\mathcal{M}|} \sum_m (L^{A}_{m,i} + L^{B}_{m,i})`, the
+    log-denominators of MICRO eq. 11 (:math:`L^A`, anchor :math:`\mathbf{z}^m_i`) and
+    eq. 12 (:math:`L^B`, anchor :math:`\mathbf{z}_i`) for unit rows:
+
+    .. math::
+        L^A_{m,i} = \log \Big(\sum_j e^{S^{mz}_{ij}} + \sum_{j \neq i} e^{S^{mm}_{ij}}\Big),
+        \qquad
+        L^B_{m,i} = \log \Big(\sum_j e^{S^{mz}_{ji}} + \sum_{j \neq i} e^{S^{zz}_{ij}}\Big),
+
+    with :math:`S^{xy} = \mathbf{x} \mathbf{y}^\top / \tau`. Only the :math:`2M + 1`
+    distinct matrices are formed, one row block at a time: row sums of
+    :math:`e^{S^{mz}}` give :math:`L^A`, its column sums give :math:`L^B`, so one
+    exponential serves both. Cosines lie in :math:`[-1, 1]`, so the entries lie in
+    :math:`[e^{-1/\tau}, e^{1/\tau}]` and need no stabiliser as long as that range (and
+    :math:`N e^{1/\tau}`) fits the working dtype (:func:`_working_dtype`). Backward
+    recomputes each block once and applies the closed-form gradient
+    :math:`\partial L / \partial S_{ij} = e^{S_{ij}} / e^{L}`; only the
+    :math:`O(|\mathcal{M}| N)` sums are kept between the passes."""
+
+    @staticmethod
+    def forward(ctx, tau: float, block_size: int, fused: Tensor, *modal: Tensor) -> Tensor:
+        dtype = _working_dtype(fused.dtype, tau, fused.size(0))
+        z, zs = fused.to(dtype), [z_m.to(dtype) for z_m in modal]
+        # the anchors carry 1 / tau: the products are then S itself, with no extra pass
+        q, qs = z / tau, [z_m / tau for z_m in zs]
+        num, block = z.size(0), min(block_size, z.size(0))
+        buf = z.new_empty(block, num)
+        row_a = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ij} + sum_{j!=i} e^{S^mm_ij}
+        col_mz = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ji}
+        row_zz = z.new_zeros(num)  # sum_{j!=i} e^{S^zz_ij}
+        for start in range(0, num, block):
+            end = min(start + block, num)
+            out, rows = buf[: end - start], slice(start, end)
+            row_zz[rows] = _exp_similarity(q[rows], z, start, out, True).sum(1)
+            for m, z_m in enumerate(zs):
+                e_mz = _exp_similarity(qs[m][rows], z, start, out, False)
+                row_a[m, rows] = e_mz.sum(1)
+                col_mz[m] += e_mz.sum(0)
+                e_mm = _exp_similarity(qs[m][rows], z_m, start, out, True)
+                row_a[m, rows] += e_mm.sum(1)
+        row_b = col_mz + row_zz
+        ctx.tau, ctx.block, ctx.dtype_in = tau, block, fused.dtype
+        ctx.save_for_backward(z, row_a, row_b, *zs)
+        return ((row_a.log() + row_b.log()).mean(0) * HALF).to(fused.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+        z, row_a, row_b, *zs = ctx.saved_tensors
+        tau, block, (num, dim) = ctx.tau, ctx.block, z.shape
+        weight = grad_out.to(z.dtype) * (HALF / len(zs))
+        # dL/dS = diag(a) E + E diag(b) with E = e^S, so G Y = a * (E Y) + E (b * Y) and
+        # G^T X = E^T (a * X) + b * (E^T X): E is never scaled elementwise, and the
+        # symmetric E^{mm}, E^{zz} need only their row blocks.
+        scale_a = (weight / row_a).unsqueeze(-1)  # (M, N, 1): anchor rows, eq. 11
+        scale_b = (weight / row_b).unsqueeze(-1)  # (M, N, 1): columns of S^mz, eq. 12
+        scale_zz = scale_b.sum(0)  # S^zz is shared by all modalities
+        grad_z = torch.zeros_like(z)
+        grad_zs = [torch.zeros_like(z_m) for z_m in zs]
+        # [Y, b * Y] stacked along features: one (block, N) @ (N, 2F) product gives both
+        z_zz = torch.cat([z, scale_zz * z], dim=-1)
+        z_b = [torch.cat([z, s_b * z], dim=-1) for s_b in scale_b]
+        zs_a = [torch.cat([z_m, s_a * z_m], dim=-1) for z_m, s_a in zip(zs, scale_a)]
+        q, qs = z / tau, [z_m / tau for z_m in zs]
+        buf = z.new_empty(block, num)
+        for start in range(0, num, block):
+            end = min(start + block, num)
+            out, rows = buf[: end - start], slice(start, end)
+            prod = _exp_similarity(q[rows], z, start, out, True) @ z_zz
+            grad_z[rows] += scale_zz[rows] * prod[:, :dim] + prod[:, dim:]
+            for m, z_m in enumerate(zs):
+                e_mz = _exp_similarity(qs[m][rows], z, start, out, False)
+                prod = e_mz @ z_b[m]
+                grad_zs[m][rows] += scale_a[m, rows] * prod[:, :dim] + prod[:, dim:]
+                prod = e_mz.t() @ zs_a[m][rows]
+                grad_z += scale_b[m] * prod[:, :dim] + prod[:, dim:]
+                prod = _exp_similarity(qs[m][rows], z_m, start, out, True) @ zs_a[m]
+                grad_zs[m][rows] += scale_a[m, rows] * prod[:, :dim] + prod[:, dim:]
+        needs = ctx.needs_input_grad
+        grads = [g.div_(tau) if need else None for g, need in zip([grad_z, *grad_zs], needs[2:])]
+        return None, None, *[None if g is None else g.to(ctx.dtype_in) for g in grads]
 
 
 class MultiModalInfoNCE(Module):
@@ -122,13 +224,17 @@ class MultiModalInfoNCE(Module):
     all other items both in the other view (inter-view) and in its own view
     (intra-view), as in GRACE. :math:`\ell = -I` of the paper's eq. 11-12.
 
-    The similarities are computed :obj:`block_size` anchor rows at a time
-    against all :math:`N` columns with :obj:`logsumexp`, so the largest
-    intermediate is :math:`(\mathrm{block\_size}, N)`, never :math:`(N, N)`
-    (unless :obj:`block_size >= N`). When gradients are needed and there is
-    more than one block, each block is checkpointed (recomputed in the
-    backward pass), so the memory kept for backward is :math:`O(N F)` rather
-    than :math:`O(N^2)`, at the cost of a second forward pass per block.
+    Only the :math:`2|\mathcal{M}| + 1` distinct similarity matrices
+    (:math:`\mathbf{h}^m` against :math:`\mathbf{h}`, :math:`\mathbf{h}^m` against
+    itself, :math:`\mathbf{h}` against itself) are formed, :obj:`block_size` rows at a
+    time: the row sums of :math:`e^{\theta(\mathbf{h}^m_i, \mathbf{h}_j)/\tau}` give the
+    denominators of eq. 11 and its column sums those of eq. 12. The backward pass
+    recomputes each block once and applies the closed-form softmax gradient, so the
+    largest intermediate is :math:`(\mathrm{block\_size}, N)`, never :math:`(N, N)`, and
+    the memory kept for backward is :math:`O(|\mathcal{M}| N)` on top of the inputs.
+    Cosines lie in :math:`[-1, 1]`, so the exponentials need no stabiliser; the sums run
+    in float32 (float64 for float64 inputs), or in float64 when :math:`e^{1/\tau}` would
+    leave float32's range (:math:`\tau \lesssim 0.015`).
 
     Args:
         temperature (float, optional): Temperature :math:`\tau > 0`.
@@ -158,30 +264,6 @@ class MultiModalInfoNCE(Module):
         self.block_size = block_size
         self.reduction = check_reduction(reduction)
 
-    def _directional(self, anchor: Tensor, positive: Tensor) -> Tensor:
-        num_rows = anchor.size(0)
-        blocked = num_rows > self.block_size
-        use_checkpoint = (
-            blocked and torch.is_grad_enabled() and (anchor.requires_grad or positive.requires_grad)
-        )
-        out = []
-        for start in range(0, num_rows, self.block_size):
-            end = min(start + self.block_size, num_rows)
-            if use_checkpoint:
-                block = checkpoint(
-                    _block_loss,
-                    anchor,
-                    positive,
-                    start,
-                    end,
-                    self.temperature,
-                    use_reentrant=False,
-                )
-            else:
-                block = _block_loss(anchor, positive, start, end, self.temperature)
-            out.append(block)
-        return torch.cat(out) if blocked else out[0]
-
     def forward(self, modal: Sequence[Tensor], fused: Tensor) -> Tensor:
         if isinstance(modal, Tensor) or not isinstance(modal, (list, tuple)):
             raise TypeError(f"'modal' must be a list of tensors (got {type(modal).__name__})")
@@ -190,17 +272,14 @@ class MultiModalInfoNCE(Module):
         check_float_tensor(fused, "fused", dim=2)
         check_min_rows(fused, "fused")
         for m, h_m in enumerate(modal):
-            check_float_tensor(h_m, f"modal[{m}]", dim=2)
-            check_same_shape(h_m, fused, f"modal[{m}]", "fused")
+            check_paired(h_m, fused, f"modal[{m}]", "fused")
 
         z = F.normalize(fused, dim=-1)
-        out = fused.new_zeros(fused.size(0))
-        for h_m in modal:  # MICRO eq. 10
-            z_m = F.normalize(h_m, dim=-1)
-            # MICRO eq. 11 (anchor h^m, positive h) and eq. 12 (anchor h, positive h^m)
-            out = out + HALF * (self._directional(z_m, z) + self._directional(z, z_m))
-        out = out / len(modal)
-        return reduce(out, self.reduction)
+        zs = [F.normalize(h_m, dim=-1) for h_m in modal]
+        # MICRO eq. 10-12: the positive's logit appears once in each direction's numerator
+        positive = torch.stack([(z_m * z).sum(dim=-1) for z_m in zs]).mean(0) / self.temperature
+        log_denominator = _LogDenominators.apply(self.temperature, self.block_size, z, *zs)
+        return reduce(log_denominator - positive, self.reduction)
 
     def extra_repr(self) -> str:
         return (

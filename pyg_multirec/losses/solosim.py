@@ -3,10 +3,8 @@ from torch import Tensor
 from torch.nn import Module
 
 from pyg_multirec.losses._checks import (
-    check_float_tensor,
-    check_min_rows,
+    check_paired,
     check_reduction,
-    check_same_shape,
     check_temperature,
     reduce,
 )
@@ -53,10 +51,7 @@ class SoloSimLoss(Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
-        check_float_tensor(x1, "x1", dim=2)
-        check_float_tensor(x2, "x2", dim=2)
-        check_same_shape(x1, x2, "x1", "x2")
-        check_min_rows(x1, "x1")
+        check_paired(x1, x2, "x1", "x2", min_rows=2)
         z1, z2 = F.normalize(x1, dim=-1), F.normalize(x2, dim=-1)
         logits = z1 @ z2.t() / self.temperature
         out = logits.logsumexp(dim=-1) - logits.diagonal()  # SEA eq. 16

@@ -51,6 +51,8 @@ def test_errors():
         NegativeL2Distance(reduction="avg")
     with pytest.raises(ValueError, match="'x' and 'y' must have the same shape"):
         NegativeL2Distance()(x, y[:, :3])
+    with pytest.raises(ValueError, match="'x' and 'y' must have the same dtype and device"):
+        NegativeL2Distance()(x.double(), y)
     with pytest.raises(TypeError, match="'y' must be a floating-point"):
         NegativeL2Distance()(x, torch.ones(5, 4, dtype=torch.int32))
     with pytest.raises(ValueError, match="'y' contains NaN"):

@@ -96,6 +96,8 @@ def test_infonce_errors():
         InfoNCELoss(reduction="batchmean")
     with pytest.raises(ValueError, match="same shape"):
         InfoNCELoss()(x1, x2[:, :3])
+    with pytest.raises(ValueError, match="same dtype and device"):
+        InfoNCELoss()(x1.double(), x2)
     with pytest.raises(ValueError, match="at least 2 rows"):
         InfoNCELoss()(x1[:1], x2[:1])
     with pytest.raises(TypeError, match="floating-point"):
@@ -160,8 +162,9 @@ def test_micro_gradcheck_float64(block_size):
     assert torch.autograd.gradcheck(fn, (h_image, h_text, fused))
 
 
-def test_micro_never_keeps_a_dense_similarity_for_backward():
-    num, block = 64, 8
+@pytest.mark.parametrize("block_size", [8, 64, 1000])
+def test_micro_never_keeps_a_dense_similarity_for_backward(block_size):
+    num = 64
     modal, fused = _tensors(1, num, 4), _tensors(1, num, 4, seed=1)[0]
     sizes = []
 
@@ -169,15 +172,33 @@ def test_micro_never_keeps_a_dense_similarity_for_backward():
         sizes.append(t.numel())
         return t
 
-    def largest_saved(block_size):
-        sizes.clear()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = MultiModalInfoNCE(block_size=block_size)(modal, fused)
-        loss.backward()
-        return max(sizes)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = MultiModalInfoNCE(block_size=block_size)(modal, fused)
+    loss.backward()
+    assert 0 < max(sizes) < num * num  # O(N F) inputs and O(M N) sums, not (N, N)
 
-    assert largest_saved(block) < num * num  # blocked and checkpointed
-    assert largest_saved(num) >= num * num  # the dense path does keep (N, N) tensors
+
+@pytest.mark.parametrize("tau", [0.05, 0.01])
+def test_micro_small_temperature_matches_float64_reference(tau):
+    # 2 / 0.01 = 200 leaves float32's exponent range: the sums run in float64 internally
+    h, fused = _tensors(2, 9, 4, seed=3)
+    out = MultiModalInfoNCE(temperature=tau, block_size=4, reduction="none")([h], fused)
+    ref = reference_micro([h.double()], fused.double(), tau, "none")
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+    grads = torch.autograd.grad(out.sum(), (h, fused))
+    ref_grads = torch.autograd.grad(ref.sum(), (h, fused))
+    for g, rg in zip(grads, ref_grads):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, rg, rtol=1e-3, atol=1e-3)
+
+
+def test_micro_half_precision_inputs_are_summed_in_float32():
+    h, fused = _tensors(2, 6, 4, seed=4)
+    out = MultiModalInfoNCE(block_size=4)([h.bfloat16()], fused.bfloat16())
+    assert out.dtype == torch.bfloat16
+    ref = reference_micro([h.bfloat16().double()], fused.bfloat16().double(), 0.5)
+    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=2e-2)
 
 
 def test_micro_errors():
@@ -200,6 +221,10 @@ def test_micro_errors():
         MultiModalInfoNCE()([h.long()], fused)
     with pytest.raises(ValueError, match="'fused' contains NaN"):
         MultiModalInfoNCE()([h], torch.full_like(fused, float("nan")))
+    with pytest.raises(ValueError, match=r"'modal\[0\]' and 'fused' must have the same dtype"):
+        MultiModalInfoNCE()([h.double()], fused)
+    with pytest.raises(ValueError, match="'temperature' 0.001 is too small"):
+        MultiModalInfoNCE(temperature=1e-3)([h], fused)
 
 
 def test_micro_it_trains():
@@ -219,3 +244,17 @@ def test_micro_it_trains():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_micro_cuda_matches_cpu():
+    modal, fused = _tensors(2, 300, 16, seed=5), _tensors(1, 300, 16, seed=6)[0]
+    loss_fn = MultiModalInfoNCE(block_size=64)
+    out = loss_fn(modal, fused)
+    grads = torch.autograd.grad(out, (*modal, fused))
+    cuda_inputs = [t.detach().cuda().requires_grad_() for t in (*modal, fused)]
+    out_cuda = loss_fn(cuda_inputs[:2], cuda_inputs[2])
+    grads_cuda = torch.autograd.grad(out_cuda, cuda_inputs)
+    torch.testing.assert_close(out_cuda.cpu(), out)
+    for g, g_cuda in zip(grads, grads_cuda):
+        torch.testing.assert_close(g_cuda.cpu(), g)

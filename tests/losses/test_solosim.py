@@ -75,6 +75,8 @@ def test_errors():
         SoloSimLoss(reduction="max")
     with pytest.raises(ValueError, match="'x1' and 'x2' must have the same shape"):
         SoloSimLoss()(x1, x2[:5])
+    with pytest.raises(ValueError, match="'x1' and 'x2' must have the same dtype and device"):
+        SoloSimLoss()(x1, x2.double())
     with pytest.raises(ValueError, match="at least 2 rows"):
         SoloSimLoss()(x1[:1], x2[:1])
     with pytest.raises(TypeError, match="'x2' must be a floating-point"):
