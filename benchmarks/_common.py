@@ -74,8 +74,11 @@ QUICK_SCALE = Scale("quick", 300, 120, 2_400)
 
 # ----------------------------------------------------------------------------------------
 # command line
-def add_common_arguments(parser: argparse.ArgumentParser, default_repeats: int) -> None:
-    """Adds ``--device --scales --repeats --warmup --quick --out --seed`` to ``parser``."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, default_repeats: int, merge_unit: str = "scales"
+) -> None:
+    """Adds ``--device --scales --repeats --warmup --quick --out --seed --threads --merge``
+    to ``parser`` (``merge_unit`` names what ``--merge`` keeps, for its help)."""
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
         "--scales",
@@ -93,6 +96,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_repeats: int) 
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--merge", action="store_true",
+                        help=f"keep results of other {merge_unit} already in --out")
+
+
+def parse_and_set_up(
+    parser: argparse.ArgumentParser, argv: Optional[list[str]]
+) -> tuple[argparse.Namespace, torch.device]:
+    """Parses ``argv``, validates the common counts, applies ``--threads`` and resolves
+    ``--device``: the first lines of every script's ``main``."""
+    args = parser.parse_args(argv)
+    check_counts(args)
+    configure_threads(args.threads)
+    return args, resolve_device(args.device)
+
+
+def payload_header(script: str, device: torch.device, quick: bool) -> dict[str, Any]:
+    """The fields every script's JSON starts with."""
+    return {"script": script, "environment": environment(device), "quick": quick}
 
 
 def parse_scales(text: str, quick: bool) -> list[Scale]:

@@ -47,16 +47,14 @@ from _common import (  # noqa: E402
     QUICK_REPEATS,
     Scale,
     add_common_arguments,
-    check_counts,
-    configure_threads,
     default_out_path,
-    environment,
     interleaved_timings,
     markdown_table,
     median,
     merge_results,
+    parse_and_set_up,
     parse_scales,
-    resolve_device,
+    payload_header,
     scale_dict,
     time_call,
     write_json,
@@ -265,20 +263,13 @@ def table(entries: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, DEFAULT_CONV_REPEATS)
-    parser.add_argument("--merge", action="store_true",
-                        help="keep results of other scales already in --out")
-    args = parser.parse_args(argv)
-    check_counts(args)
-    configure_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse_and_set_up(parser, argv)
     repeats = min(args.repeats, QUICK_REPEATS) if args.quick else args.repeats
     scales = parse_scales(args.scales, args.quick)
     out = args.out or default_out_path(SCRIPT, device, args.quick)
 
     payload: dict[str, Any] = {
-        "script": SCRIPT,
-        "environment": environment(device),
-        "quick": args.quick,
+        **payload_header(SCRIPT, device, args.quick),
         "repeats": repeats,
         "warmup": args.warmup,
         "seed": args.seed,

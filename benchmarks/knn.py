@@ -79,15 +79,13 @@ from _common import (  # noqa: E402
     Scale,
     add_common_arguments,
     available_memory_bytes,
-    check_counts,
-    configure_threads,
     default_out_path,
-    environment,
     markdown_table,
     median,
     merge_results,
+    parse_and_set_up,
     parse_scales,
-    resolve_device,
+    payload_header,
     scale_dict,
     time_call,
     write_json,
@@ -472,8 +470,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, DEFAULT_KNN_REPEATS)
     parser.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours per item")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep results of other scales already in --out")
     parser.add_argument("--case", default=None,
                         help=f"run these cases (comma-separated, of {', '.join(CASES)}) "
                              "in this process (used by the driver)")
@@ -485,10 +481,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
                         help="initial-graph file of --case (written by build-ours)")
     parser.add_argument("--json-stdout", action="store_true",
                         help="with --case: print the result as one JSON line on stdout")
-    args = parser.parse_args(argv)
-    check_counts(args)
-    configure_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse_and_set_up(parser, argv)
 
     if args.case is not None:
         cases = args.case.split(",")
@@ -510,9 +503,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]
     scales = parse_scales(args.scales, args.quick)
     out = args.out or default_out_path(SCRIPT, device, args.quick)
     payload: dict[str, Any] = {
-        "script": SCRIPT,
-        "environment": environment(device),
-        "quick": args.quick,
+        **payload_header(SCRIPT, device, args.quick),
         "repeats": repeats,
         "build_repeats": build_repeats,
         "warmup": args.warmup,

@@ -55,15 +55,13 @@ from _common import (  # noqa: E402
     PeakMemory,
     Scale,
     add_common_arguments,
-    check_counts,
-    configure_threads,
     default_out_path,
-    environment,
     markdown_table,
     median,
     merge_results,
+    parse_and_set_up,
     parse_scales,
-    resolve_device,
+    payload_header,
     scale_dict,
     time_call,
     write_json,
@@ -352,14 +350,12 @@ def parse_models(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, DEFAULT_EVAL_REPEATS)
+    add_common_arguments(parser, DEFAULT_EVAL_REPEATS, merge_unit="(scale, model) pairs")
     parser.set_defaults(threads=DEFAULT_THREADS, warmup=DEFAULT_WARMUP_STEPS)
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES,
                         help="timed training steps per model (after --warmup untimed ones)")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep results of other (scale, model) pairs already in --out")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one training step (torch.profiler), top ops to JSON")
     parser.add_argument("--full-epoch", action="store_true",
@@ -368,12 +364,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    check_counts(args)
+    args, device = parse_and_set_up(parser, argv)
     if args.batches < 1:
         raise ValueError(f"--batches must be >= 1 (got {args.batches})")
-    configure_threads(args.threads)
-    device = resolve_device(args.device)
 
     if args.case is not None:  # child process
         if args.data is None or not args.data.is_file():
@@ -394,9 +387,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scales = parse_scales(args.scales, args.quick)
     out = args.out or default_out_path(SCRIPT, device, args.quick)
     payload: dict[str, Any] = {
-        "script": SCRIPT,
-        "environment": environment(device),
-        "quick": args.quick,
+        **payload_header(SCRIPT, device, args.quick),
         "batches": args.batches,
         "warmup": args.warmup,
         "eval_repeats": args.repeats,
