@@ -19,3 +19,12 @@ def baseline_recall(data: HeteroData, split: str = "valid", kind: str = "popular
     else:
         scores = torch.rand(num_users, num_items, generator=torch.Generator().manual_seed(0))
     return ranking_metrics(scores, target, ks=(k,), exclude=train)[f"recall@{k}"]
+
+
+def assert_learns(result, data: HeteroData, loss_key: str = "train_bpr", k: int = 20) -> None:
+    """'It learns': the training loss fell and the best validation Recall@k beats both the
+    popularity and the random ranking."""
+    assert result.history[-1][loss_key] < result.history[0][loss_key]
+    best = result.best_valid[f"recall@{k}"]
+    assert best > baseline_recall(data, kind="popular", k=k)
+    assert best > baseline_recall(data, kind="random", k=k)

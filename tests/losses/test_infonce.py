@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pyg_multirec.losses import InfoNCELoss, MultiModalInfoNCE, SoloSimLoss
+from tests.losses.helpers import align_two_views, assert_same_grads
 
 
 def cos(a, b):
@@ -53,13 +54,6 @@ def _tensors(count, rows, dim, dtype=torch.float32, seed=0):
     ]
 
 
-def _assert_same_grads(out, ref, inputs):
-    grads = torch.autograd.grad(out.sum(), inputs)
-    ref_grads = torch.autograd.grad(ref.sum(), inputs)
-    for g, rg in zip(grads, ref_grads):
-        torch.testing.assert_close(g, rg)
-
-
 # InfoNCELoss ----------------------------------------------------------------------------
 
 
@@ -70,7 +64,7 @@ def test_infonce_matches_reference(symmetric, reduction):
     out = InfoNCELoss(temperature=0.3, symmetric=symmetric, reduction=reduction)(x1, x2)
     ref = reference_infonce(x1, x2, 0.3, symmetric, reduction)
     torch.testing.assert_close(out, ref)
-    _assert_same_grads(out, ref, (x1, x2))
+    assert_same_grads(out, ref, (x1, x2))
 
 
 def test_infonce_symmetry_and_relation_to_solosim():
@@ -107,18 +101,7 @@ def test_infonce_errors():
 
 
 def test_infonce_it_trains():
-    torch.manual_seed(0)
-    latent = torch.randn(32, 4)
-    view1, view2 = latent @ torch.randn(4, 6), latent @ torch.randn(4, 5)
-    proj1, proj2 = torch.nn.Linear(6, 8), torch.nn.Linear(5, 8)
-    opt = torch.optim.Adam([*proj1.parameters(), *proj2.parameters()], lr=0.05)
-    loss_fn, losses = InfoNCELoss(), []
-    for _ in range(60):
-        loss = loss_fn(proj1(view1), proj2(view2))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = align_two_views(InfoNCELoss())
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -133,7 +116,7 @@ def test_micro_matches_dense_reference_for_any_block_size(block_size, reduction)
     out = loss_fn([h_image, h_text], fused)
     ref = reference_micro([h_image, h_text], fused, 0.5, reduction)
     torch.testing.assert_close(out, ref)
-    _assert_same_grads(out, ref, (h_image, h_text, fused))
+    assert_same_grads(out, ref, (h_image, h_text, fused))
 
 
 def test_micro_sum_reduction_and_single_modality():
