@@ -7,14 +7,11 @@ from micro import MICRO
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.train import seed_everything, train
-from tests.helpers import assert_learns
-
-SMALL = ["--synthetic-users", "120", "--synthetic-items", "80", "--synthetic-interactions",
-         "2000", "--quiet"]
+from tests.helpers import SMALL_SYNTHETIC_ARGS, assert_learns, bpr_batch, modal_features
 
 
 def features(data):
-    return [data["item"][f"{m}_feat"] for m in data.modalities]
+    return list(modal_features(data).values())
 
 
 def make(data, backbone="lightgcn", dim=16, feats=None, **kwargs):
@@ -24,14 +21,6 @@ def make(data, backbone="lightgcn", dim=16, feats=None, **kwargs):
     else:
         net = MF(num_users, num_items, dim=dim)
     return MICRO(net, features(data) if feats is None else feats, **kwargs)
-
-
-def batch(data, size=64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    edges = data["user", "train", "item"].edge_index
-    pick = torch.randint(0, edges.size(1), (size,), generator=gen)
-    neg = torch.randint(0, data["item"].num_nodes, (size,), generator=gen)
-    return edges[0, pick], edges[1, pick], neg
 
 
 # ----------------------------------------------------------------- dense references
@@ -85,7 +74,7 @@ def test_matches_dense_reference(tiny_data, backbone, layers):
     seed_everything(0)
     model = make(tiny_data, backbone, item_layers=layers, skip_lambda=0.7).double()
     model.on_epoch_start(1)
-    users, pos, neg = batch(tiny_data)
+    users, pos, neg = bpr_batch(tiny_data)
     user_out, item_out = model.embed()
     terms = model.loss(users, pos, neg)
     ref_user, ref_item, bpr, contrastive, total = reference(
@@ -114,14 +103,14 @@ def test_micro_learns(tiny_data, backbone):
 
 def test_learned_graph_gets_gradients_frozen_has_no_parameters(tiny_data):
     model = make(tiny_data)
-    model.loss(*batch(tiny_data))["loss"].backward()
+    model.loss(*bpr_batch(tiny_data))["loss"].backward()
     for layer in model.structure:
         assert layer.lin.weight.grad is not None and layer.lin.weight.grad.abs().sum() > 0
         assert layer.lin.bias.grad.abs().sum() > 0
 
     frozen = make(tiny_data, structure="frozen")
     assert sum(p.numel() for p in frozen.structure.parameters()) == 0
-    frozen.loss(*batch(tiny_data))["loss"].backward()
+    frozen.loss(*bpr_batch(tiny_data))["loss"].backward()
     assert frozen.backbone.item_emb.weight.grad.abs().sum() > 0
     assert frozen.fusion.lin.weight.grad.abs().sum() > 0
 
@@ -133,7 +122,7 @@ def test_learned_graph_rebuilt_at_epoch_start_only(tiny_data):
     with torch.no_grad():
         for layer in model.structure:
             layer.lin.weight.copy_(torch.randn_like(layer.lin.weight))
-    model.loss(*batch(tiny_data))  # within the epoch: the selection is cached
+    model.loss(*bpr_batch(tiny_data))  # within the epoch: the selection is cached
     for layer, old in zip(model.structure, before):
         assert torch.equal(layer.learned_neighbors, old)
     model.on_epoch_start(2)  # new epoch: reselected from the new parameters
@@ -155,7 +144,7 @@ def test_backbones_differ(tiny_data):
 
 def test_one_modality_and_batch_contrastive(tiny_data):
     model = make(tiny_data, feats=features(tiny_data)[:1], contrastive_items="batch")
-    terms = model.loss(*batch(tiny_data))
+    terms = model.loss(*bpr_batch(tiny_data))
     assert set(terms) == {"loss", "bpr", "contrastive"}
     assert all(torch.isfinite(v) for v in terms.values())
     _, weights = model.fusion(model.item_representations()[0])
@@ -193,7 +182,7 @@ def test_example_cli(tmp_path, extra):
     import micro
 
     out = tmp_path / "run"
-    args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL, *extra]
+    args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL_SYNTHETIC_ARGS, *extra]
     result = run_example("micro", micro.build, micro.add_arguments, argv=args)
     assert 0.0 <= result.test["recall@20"] <= 1.0
     assert {"train_bpr", "train_contrastive"} <= set(result.history[0])

@@ -13,14 +13,10 @@ from pyg_multirec.datasets import cold_start_split
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import InfoNCELoss, NegativeL2Distance, SoloSimLoss
 from pyg_multirec.train import train
-from tests.helpers import assert_learns
+from tests.helpers import assert_learns, bpr_batch, modal_features
 
 DIM = 16
 FAST_CLUB_STEPS = 3
-
-
-def _features(data):
-    return {m: data["item"][f"{m}_feat"] for m in data.modalities}
 
 
 def _model(data, seed=0, **kwargs):
@@ -32,19 +28,9 @@ def _model(data, seed=0, **kwargs):
         data["user"].num_nodes,
         data["item"].num_nodes,
         data["user", "train", "item"].edge_index,
-        _features(data),
+        modal_features(data),
         **kwargs,
     )
-
-
-def _batch(data, size=64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    edges = data["user", "train", "item"].edge_index
-    pick = torch.randperm(edges.size(1), generator=gen)[:size]
-    users, pos = edges[0, pick], edges[1, pick]
-    # negatives: any item (the loss does not depend on their being unobserved)
-    neg = torch.randint(data["item"].num_nodes, (size,), generator=gen)
-    return users, pos, neg
 
 
 def _views(model, batch):
@@ -69,7 +55,7 @@ def test_runs_a_few_steps(tiny_data):
     model = _model(tiny_data)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(3):
-        terms = model.loss(*_batch(tiny_data, seed=step))
+        terms = model.loss(*bpr_batch(tiny_data, seed=step))
         assert set(terms) == {"loss", "bpr", "align", "distance"}
         assert all(torch.isfinite(v) for v in terms.values())
         opt.zero_grad()
@@ -100,7 +86,7 @@ def test_learns_planted_structure(tiny_data):
 )
 def test_flags_select_the_loss_terms(tiny_data, flags, keys, align_cls, distance):
     model = _model(tiny_data, alpha=0.3, beta=0.7, **flags)
-    terms = model.loss(*_batch(tiny_data))
+    terms = model.loss(*bpr_batch(tiny_data))
     assert set(terms) == {"loss", "bpr"} | keys
     expected = terms["bpr"] + 0.3 * terms.get("align", 0.0) + 0.7 * terms.get("distance", 0.0)
     torch.testing.assert_close(terms["loss"], expected)  # eq. 19
@@ -114,7 +100,7 @@ def test_flags_select_the_loss_terms(tiny_data, flags, keys, align_cls, distance
 
 def test_each_term_reaches_only_its_modules(tiny_data):
     model = _model(tiny_data)
-    terms = model.loss(*_batch(tiny_data))
+    terms = model.loss(*bpr_batch(tiny_data))
     groups = {
         "user_emb": list(model.user_emb.parameters()),
         "item_proj": list(model.item_proj.parameters()),
@@ -140,7 +126,7 @@ def test_each_term_reaches_only_its_modules(tiny_data):
 def test_variants_compute_their_losses(tiny_data, variant):
     align, distance = VARIANTS[variant]
     model = _model(tiny_data, align=align, distance=distance, tau=0.3)
-    batch = _batch(tiny_data)
+    batch = bpr_batch(tiny_data)
     torch.manual_seed(7)
     terms = model.loss(*batch)  # training mode: fits CLUB first, then estimates
 
@@ -224,7 +210,7 @@ def test_club_is_fitted_by_its_own_optimizer(tiny_data, monkeypatch):
 def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
     first = _model(tiny_data, seed=0)
     for step in range(2):
-        first.loss(*_batch(tiny_data, seed=step))["loss"].backward()
+        first.loss(*bpr_batch(tiny_data, seed=step))["loss"].backward()
     # as the trainer stores it: every entry detached and copied to the CPU
     state = {k: v.detach().to("cpu", copy=True) for k, v in first.state_dict().items()}
     second = _model(tiny_data, seed=1)
@@ -232,7 +218,7 @@ def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
     a, b = first.club.optimizer.state_dict(), second.club.optimizer.state_dict()
     for key in a["state"][0]:
         torch.testing.assert_close(a["state"][0][key], b["state"][0][key])
-    batch = _batch(tiny_data, seed=5)
+    batch = bpr_batch(tiny_data, seed=5)
     outs = []
     for model in (first, second):
         torch.manual_seed(3)
@@ -242,7 +228,7 @@ def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
         torch.testing.assert_close(p, q)
 
 
-def test_cold_items_are_ranked_from_their_features(tiny_data):
+def test_cold_items_are_ranked_from_theirmodal_features(tiny_data):
     data = cold_start_split(tiny_data, seed=0)
     model = _model(data)
     train(model, data, epochs=1, batch_size=256, lr=1e-2, max_train_batches=3, progress=False)
@@ -255,7 +241,7 @@ def test_cold_items_are_ranked_from_their_features(tiny_data):
 
 
 def test_bad_input_raises(tiny_data):
-    feats = _features(tiny_data)
+    feats = modal_features(tiny_data)
     num_users, num_items = tiny_data["user"].num_nodes, tiny_data["item"].num_nodes
     edges = tiny_data["user", "train", "item"].edge_index
     one = {"text": feats["text"]}

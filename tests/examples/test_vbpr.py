@@ -5,14 +5,11 @@ from vbpr import VBPR, SeparateLearning
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.train import seed_everything, train
-from tests.helpers import assert_learns
-
-SMALL = ["--synthetic-users", "120", "--synthetic-items", "80", "--synthetic-interactions",
-         "2000", "--quiet"]
+from tests.helpers import SMALL_SYNTHETIC_ARGS, assert_learns, bpr_batch, modal_features
 
 
 def features(data):
-    return [data["item"][f"{m}_feat"] for m in data.modalities]
+    return list(modal_features(data).values())
 
 
 def make(data, dim=16, sea=False, feats=None, club_steps=5, **kwargs):
@@ -23,17 +20,9 @@ def make(data, dim=16, sea=False, feats=None, club_steps=5, **kwargs):
     return VBPR(data["user"].num_nodes, data["item"].num_nodes, feats, dim, sea=modules, **kwargs)
 
 
-def batch(data, size=64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    edges = data["user", "train", "item"].edge_index
-    pick = torch.randint(0, edges.size(1), (size,), generator=gen)
-    neg = torch.randint(0, data["item"].num_nodes, (size,), generator=gen)
-    return edges[0, pick], edges[1, pick], neg
-
-
 def test_matches_reference(tiny_data):
     model = make(tiny_data, reg_weight=1e-2).double()
-    users, pos, neg = batch(tiny_data)
+    users, pos, neg = bpr_batch(tiny_data)
     x = torch.cat(features(tiny_data), 1).double()
     # VBPR: item = [gamma_i ; E f_i + c], user = [gamma_u ; theta_u], inner product
     items = torch.cat([model.item_emb.weight, x @ model.content.weight.t() + model.content.bias], 1)
@@ -54,7 +43,7 @@ def test_matches_reference(tiny_data):
 def test_sea_terms_and_alignment_reference(tiny_data):
     model = make(tiny_data, sea=True).double()
     model.eval()  # no CLUB fitting: only the terms are compared
-    users, pos, neg = batch(tiny_data)
+    users, pos, neg = bpr_batch(tiny_data)
     terms = model.loss(users, pos, neg)
     assert set(terms) == {"loss", "bpr", "align", "distance"}
     items = torch.cat([pos, neg]).unique()
@@ -78,7 +67,7 @@ def test_sea_club_fitted_by_its_own_optimizer(tiny_data):
     assert aux == {id(p) for p in model.sea.club.parameters()}
     club_before = [p.detach().clone() for p in model.sea.club.parameters()]
     main_before = [p.detach().clone() for p in model.sea.projections.parameters()]
-    terms = model.loss(*batch(tiny_data))  # training mode: fits the estimator first
+    terms = model.loss(*bpr_batch(tiny_data))  # training mode: fits the estimator first
     assert any(not torch.equal(a, b) for a, b in zip(club_before, model.sea.club.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(main_before, model.sea.projections.parameters()))
     terms["distance"].backward()  # the bound's gradient reaches the projections
@@ -87,7 +76,7 @@ def test_sea_club_fitted_by_its_own_optimizer(tiny_data):
 
 def test_sea_optimizer_state_round_trip(tiny_data):
     model = make(tiny_data, sea=True)
-    model.loss(*batch(tiny_data))
+    model.loss(*bpr_batch(tiny_data))
     state = model.state_dict()
     assert state["sea.club._extra_state"].dtype == torch.uint8
     fresh = make(tiny_data, sea=True)
@@ -133,7 +122,7 @@ def test_example_cli(tmp_path, extra):
     import vbpr
 
     out = tmp_path / "run"
-    args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL, *extra]
+    args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL_SYNTHETIC_ARGS, *extra]
     result = run_example("vbpr", vbpr.build, vbpr.add_arguments, argv=args)
     assert 0.0 <= result.test["recall@20"] <= 1.0
     assert ("train_align" in result.history[0]) == ("--sea" in extra)

@@ -184,6 +184,25 @@ def test_micro_half_precision_inputs_are_summed_in_float32():
     torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=2e-2)
 
 
+def test_micro_under_autocast_matches_float32():
+    """Mixed precision: inputs produced by a bf16 autocast layer, forward and backward inside
+    the autocast region, agree with the float32 run to bf16 accuracy."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 8)
+    h, fused = _tensors(2, 30, 8, seed=5)
+    loss = MultiModalInfoNCE(block_size=16)
+    ref = loss([layer(h)], layer(fused))
+    ref_grads = torch.autograd.grad(ref, [h, fused])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = loss([layer(h)], layer(fused))
+        grads = torch.autograd.grad(out, [h, fused])
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+    for g, rg in zip(grads, ref_grads):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, rg, rtol=5e-2, atol=5e-3)
+
+
 def test_micro_errors():
     h, fused = _tensors(2, 6, 4)
     with pytest.raises(ValueError, match="temperature"):
