@@ -234,7 +234,8 @@ class MultiModalInfoNCE(Module):
     the memory kept for backward is :math:`O(|\mathcal{M}| N)` on top of the inputs.
     Cosines lie in :math:`[-1, 1]`, so the exponentials need no stabiliser; the sums run
     in float32 (float64 for float64 inputs), or in float64 when :math:`e^{1/\tau}` would
-    leave float32's range (:math:`\tau \lesssim 0.015`).
+    leave float32's range (:math:`\tau` below about 0.013 to 0.015, depending
+    on :math:`N`); a :math:`\tau` too small for float64 raises a :class:`ValueError`.
 
     Args:
         temperature (float, optional): Temperature :math:`\tau > 0`.

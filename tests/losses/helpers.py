@@ -11,12 +11,15 @@ ALIGN_STEPS = 60
 ALIGN_LR = 0.05
 
 
-def assert_same_grads(out: Tensor, ref: Tensor, inputs: Sequence[Tensor]) -> None:
-    """The gradients of ``out.sum()`` and ``ref.sum()`` w.r.t. ``inputs`` agree."""
+def assert_same_grads(
+    out: Tensor, ref: Tensor, inputs: Sequence[Tensor], **tolerances: float
+) -> None:
+    """The gradients of ``out.sum()`` and ``ref.sum()`` w.r.t. ``inputs`` agree (same dtype,
+    within ``tolerances``: ``rtol``/``atol`` of :func:`torch.testing.assert_close`)."""
     grads = torch.autograd.grad(out.sum(), inputs)
     ref_grads = torch.autograd.grad(ref.sum(), inputs)
     for grad, ref_grad in zip(grads, ref_grads):
-        torch.testing.assert_close(grad, ref_grad)
+        torch.testing.assert_close(grad, ref_grad, **tolerances)
 
 
 def align_two_views(loss_fn: Callable[[Tensor, Tensor], Tensor], dims=(6, 5)) -> list[float]:
