@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn import Module
 
-from pyg_multirec.losses._checks import (
+from pyg_multirec._checks import (
     check_float_tensor,
     check_min_rows,
     check_paired,

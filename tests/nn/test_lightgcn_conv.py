@@ -209,3 +209,25 @@ def test_explain_mode_uses_the_edgewise_path():
     clear_masks(conv)
     _, norm_weight = gcn_norm(edge_index, edge_weight, NUM_NODES, add_self_loops=False)
     torch.testing.assert_close(out, dense_reference(x, edge_index, norm_weight * mask, False))
+
+
+def test_value_checks_off_skips_the_range_check(monkeypatch):
+    import pyg_multirec
+    from pyg_multirec.losses import value_checks as losses_value_checks
+
+    assert pyg_multirec.value_checks is losses_value_checks  # one library-wide switch
+    x, edge_index, _ = random_graph(9)
+    calls = []
+    original = conv_module.out_of_range
+    monkeypatch.setattr(
+        conv_module, "out_of_range", lambda *a: calls.append(1) or original(*a)
+    )
+    with pyg_multirec.value_checks(False):
+        out = LightGCNConv()(x, edge_index)
+        with pytest.raises(ValueError, match=r"edge_index must have shape \[2, num_edges\]"):
+            LightGCNConv()(x, edge_index.t())  # shapes are still checked
+    assert calls == []
+    torch.testing.assert_close(out, LGConv()(x, edge_index))
+    with pytest.raises(ValueError, match=r"edge_index entries must lie in \[0, 40\).*\[-1, "):
+        LightGCNConv()(x, edge_index - 1)
+    assert calls == [1]  # back on after the with block
