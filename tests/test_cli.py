@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pyg_multirec.cli import main, parse_feature_spec
-from pyg_multirec.io import read_feature, read_ids, read_interactions, write_mmrec
+from pyg_multirec.datasets import read_feature, read_ids, read_interactions, write_mmrec
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml100k"
 REPO = Path(__file__).resolve().parents[1]
