@@ -45,18 +45,17 @@ DEFAULT_COLUMNS = {True: ("user", "item"), False: (0, 1)}
 
 @dataclass(frozen=True)
 class MMRecSummary:
-    """What :func:`convert_files` wrote (``pyg-multirec convert`` prints it).
+    """What :func:`convert_files` wrote (``pyg-multirec convert`` prints it):
 
-    Attributes:
-        folder: the dataset folder ``out_dir/name``.
-        num_input: interactions read.
-        num_duplicates: repeated ``(user, item)`` pairs dropped (the earliest is kept).
-        num_filtered: interactions dropped by ``min_interactions``.
-        num_users, num_items: users and items written (new ids ``0..n-1``).
-        split_counts: interactions per split, ``{'train': ..., 'valid': ..., 'test': ...}``.
-        feature_shapes: ``{modality: (num_items, dim)}`` of the written features.
-        feature_rules: ``{modality: how feature rows were matched to items}``.
-        has_timestamps: whether interactions were ordered by timestamps (else input order).
+    * ``folder``: the dataset folder ``out_dir/name``;
+    * ``num_input``: interactions read; ``num_duplicates``: repeated ``(user, item)`` pairs
+      dropped (the earliest is kept); ``num_filtered``: interactions dropped by
+      ``min_interactions``;
+    * ``num_users``, ``num_items``: users and items written (new ids ``0..n-1``);
+    * ``split_counts``: interactions per split, ``{'train': ..., 'valid': ..., 'test': ...}``;
+    * ``feature_shapes``: ``{modality: (num_items, dim)}`` of the written features;
+      ``feature_rules``: ``{modality: how feature rows were matched to items}``;
+    * ``has_timestamps``: whether interactions were ordered by timestamps (else input order).
     """
 
     folder: Path
