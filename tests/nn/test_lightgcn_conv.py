@@ -231,3 +231,24 @@ def test_value_checks_off_skips_the_range_check(monkeypatch):
     with pytest.raises(ValueError, match=r"edge_index entries must lie in \[0, 40\).*\[-1, "):
         LightGCNConv()(x, edge_index - 1)
     assert calls == [1]  # back on after the with block
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_sync_from_checks_on_cuda():
+    import pyg_multirec
+
+    x, edge_index, _ = random_graph(10)
+    x, edge_index = x.cuda(), edge_index.cuda()
+    cached = LightGCNConv(cached=True)
+    expected = cached(x, edge_index)  # builds the CSR graph (that may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pyg_multirec.value_checks(False):
+            conv_module._check_edge_index(edge_index, None, NUM_NODES)
+            out = cached(x, edge_index)  # the hot path of a training step
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            conv_module._check_edge_index(edge_index, None, NUM_NODES)  # checks on: syncs
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(out, expected)
