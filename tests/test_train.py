@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-from mf import MF
 
+from pyg_multirec.models import MF
 from pyg_multirec.train import train
 from tests.helpers import baseline_recall
 

@@ -1,14 +1,17 @@
 import math
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module
 
 from pyg_multirec._checks import check_float_tensor, check_reduction, reduce
 
-# The L2 term is ``reg_weight * ||e||^2 / 2`` per sample (LightGCN / MICRO convention).
+# The squared L2 term is ``reg_weight * ||e||^2 / 2`` per sample (LightGCN / MICRO convention).
 L2_HALF = 0.5
+#: The forms of the embedding regulariser (see :class:`BPRLoss`).
+REG_FORMS = ("squared", "norm")
 
 
 class BPRLoss(Module):
@@ -34,8 +37,23 @@ class BPRLoss(Module):
         + \frac{\lambda}{2B} \sum_{\mathbf{E}} \|\mathbf{E}\|_F^2,
 
     the convention of LightGCN and of MICRO's official code (sum of squared
-    norms / 2 / batch size). Note that MMRec's ``EmbLoss`` uses the
-    *non-squared* Frobenius norm instead; that is not what is computed here.
+    norms / 2 / batch size); this is :obj:`reg_form="squared"`.
+
+    With :obj:`reg_form="norm"` the regulariser is the one of MMRec's
+    ``EmbLoss`` (used by its BPR, LightGCN and VBPR): the sum of the
+    *non-squared* Frobenius norms of the batch's embedding matrices, divided by
+    the batch size,
+
+    .. math::
+        \frac{1}{B} \sum_b -\ln \sigma(\hat{y}_{ui} - \hat{y}_{uj})
+        + \frac{\lambda}{B} \sum_{\mathbf{E}} \|\mathbf{E}\|_F .
+
+    This term belongs to the batch, not to a sample: with
+    :obj:`reduction="none"` or :obj:`"sum"` it is spread evenly over the
+    :math:`B` samples (each gets :math:`\frac{\lambda}{B} \sum_{\mathbf{E}}
+    \|\mathbf{E}\|_F`), so that the mean is the formula above. The two forms
+    are on different scales: MMRec's grids (e.g. :math:`\lambda \in
+    \{2, 1, 10^{-1}, \dots\}` for BPR) are meant for :obj:`"norm"`.
 
     :math:`-\ln \sigma(x)` is evaluated as :obj:`-F.logsigmoid(x)`, which is
     stable for large :math:`|x|`. The papers use the natural logarithm; SEA's
@@ -54,6 +72,10 @@ class BPRLoss(Module):
             :obj:`"none"` over the batch. (default: :obj:`"mean"`)
         log_base (float, optional): base of the logarithm of the ranking term;
             :obj:`None` for the natural logarithm. (default: :obj:`None`)
+        reg_form (str, optional): :obj:`"squared"` (half the squared L2 norm of
+            each sample's embeddings) or :obj:`"norm"` (MMRec's non-squared
+            Frobenius norm of each batch matrix divided by the batch size).
+            (default: :obj:`"squared"`)
 
     Shapes:
         - **input:**
@@ -68,13 +90,17 @@ class BPRLoss(Module):
         reg_weight: float = 0.0,
         reduction: str = "mean",
         log_base: Optional[float] = None,
+        reg_form: str = "squared",
     ) -> None:
         super().__init__()
         if not math.isfinite(reg_weight) or reg_weight < 0:
             raise ValueError(f"'reg_weight' must be a finite number >= 0 (got {reg_weight})")
         if log_base is not None and (not math.isfinite(log_base) or log_base <= 0 or log_base == 1):
             raise ValueError(f"'log_base' must be > 0 and != 1 (got {log_base})")
+        if reg_form not in REG_FORMS:
+            raise ValueError(f"'reg_form' must be one of {REG_FORMS} (got {reg_form!r})")
         self.reg_weight = float(reg_weight)
+        self.reg_form = reg_form
         self.reduction = check_reduction(reduction)
         self.log_base = log_base
 
@@ -105,12 +131,17 @@ class BPRLoss(Module):
             out = out / math.log(self.log_base)
 
         if self.reg_weight > 0 and len(embeddings) > 0:
-            sq_norm = sum(emb.reshape(batch_size, -1).pow(2).sum(dim=-1) for emb in embeddings)
-            out = out + self.reg_weight * L2_HALF * sq_norm
+            if self.reg_form == "squared":
+                sq_norm = sum(emb.reshape(batch_size, -1).pow(2).sum(dim=-1) for emb in embeddings)
+                out = out + self.reg_weight * L2_HALF * sq_norm
+            else:  # MMRec's EmbLoss: one Frobenius norm per matrix, spread over the batch
+                norms = sum(torch.linalg.vector_norm(emb) for emb in embeddings)
+                out = out + self.reg_weight * norms / batch_size
 
         return reduce(out, self.reduction)
 
     def extra_repr(self) -> str:
         return (
-            f"reg_weight={self.reg_weight}, reduction={self.reduction!r}, log_base={self.log_base}"
+            f"reg_weight={self.reg_weight}, reg_form={self.reg_form!r}, "
+            f"reduction={self.reduction!r}, log_base={self.log_base}"
         )

@@ -1,11 +1,19 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from vbpr import VBPR, SeparateLearning
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.train import seed_everything, train
-from tests.helpers import SMALL_SYNTHETIC_ARGS, assert_learns, bpr_batch, modal_features
+from tests.helpers import (
+    SMALL_SYNTHETIC_ARGS,
+    assert_learns,
+    bpr_batch,
+    load_example,
+    modal_features,
+)
+
+vbpr = load_example("vbpr")
+VBPR, SeparateLearning = vbpr.VBPR, vbpr.SeparateLearning
 
 
 def features(data):
@@ -119,8 +127,6 @@ def test_bad_arguments(tiny_data):
 
 @pytest.mark.parametrize("extra", [[], ["--sea", "--club-steps", "3"], ["--cold-start", "--sea"]])
 def test_example_cli(tmp_path, extra):
-    import vbpr
-
     out = tmp_path / "run"
     args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL_SYNTHETIC_ARGS, *extra]
     result = run_example("vbpr", vbpr.build, vbpr.add_arguments, argv=args)
@@ -133,8 +139,6 @@ def test_example_cli(tmp_path, extra):
 
 @pytest.mark.parametrize("extra", [[], ["--sea"]])
 def test_runs_on_real_data(ml100k_root, tmp_path, extra):
-    import vbpr
-
     result = run_example("vbpr", vbpr.build, vbpr.add_arguments, argv=[
         "--dataset", "ml100k", "--data-root", str(ml100k_root), "--epochs", "1",
         "--max-batches", "2", "--out", str(tmp_path), "--quiet", *extra])

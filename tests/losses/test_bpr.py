@@ -70,6 +70,31 @@ def test_regularisation_convention_sum_of_squares_over_two_batch():
     torch.testing.assert_close(reg - plain, expected)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_norm_form_matches_mmrec_emb_loss(reduction):
+    # MMRec: loss = mean BPR + reg_weight * (sum of ||E||_F over the batch matrices) / B
+    u, i, j = _inputs(batch=5)
+    pos, neg = _scores(u, i, j)
+    out = BPRLoss(reg_weight=0.7, reg_form="norm", reduction=reduction)(pos, neg, u, i, j)
+    rank = -torch.log(torch.sigmoid(pos - neg))
+    frobenius = sum(torch.sqrt((e * e).sum()) for e in (u, i, j))
+    per_sample = rank + 0.7 * frobenius / 5
+    expected = {"mean": per_sample.mean(), "sum": per_sample.sum(), "none": per_sample}
+    torch.testing.assert_close(out, expected[reduction])
+    if reduction == "mean":  # MMRec's total: mean ranking term + weight * EmbLoss
+        torch.testing.assert_close(out, rank.mean() + 0.7 * frobenius / 5)
+
+
+def test_norm_form_gradcheck_float64():
+    u, i, j = _inputs(batch=4, dim=3, dtype=torch.float64)
+    loss_fn = BPRLoss(reg_weight=0.5, reg_form="norm")
+
+    def fn(u, i, j):
+        return loss_fn(*_scores(u, i, j), u, i, j)
+
+    assert torch.autograd.gradcheck(fn, (u, i, j))
+
+
 def test_log_base_two_matches_official_sea_code():
     u, i, j = _inputs()
     pos, neg = _scores(u, i, j)
@@ -105,6 +130,8 @@ def test_errors():
         BPRLoss(reg_weight=-1.0)
     with pytest.raises(ValueError, match="log_base"):
         BPRLoss(log_base=1.0)
+    with pytest.raises(ValueError, match="reg_form.*'l1'"):
+        BPRLoss(reg_form="l1")
     with pytest.raises(ValueError, match="neg_scores"):
         BPRLoss()(pos, torch.randn(5))
     with pytest.raises(ValueError, match="neg_scores"):

@@ -61,3 +61,9 @@ class Recommender(Module):
     def auxiliary_parameters(self) -> list[Parameter]:
         """Parameters that the trainer's optimizer must not update (default: none)."""
         return []
+
+
+def check_positive_int(value: int, name: str) -> None:
+    """Raises ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (model sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int (got {value!r})")
