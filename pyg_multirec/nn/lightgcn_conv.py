@@ -43,8 +43,10 @@ class LightGCNConv(MessagePassing):
     :obj:`torch_sparse` is installed and goes through PyG's :func:`spmm`.
 
     Edge indices outside :math:`[0, |\mathcal{V}|)` raise a :class:`ValueError`. That check
-    reads the indices back to the host (a GPU stall per uncached call), so it is skipped
-    inside :func:`pyg_multirec.value_checks` ``(False)``.
+    reads the indices back to the host (a GPU stall per uncached call), so with
+    ``cached=False`` it is skipped inside :func:`pyg_multirec.value_checks` ``(False)``;
+    out-of-range indices then give undefined results. A cached graph is always checked,
+    once, when the cache is built.
 
     Args:
         cached (bool, optional): If :obj:`True`, the normalised CSR graph (and its
@@ -120,7 +122,10 @@ class LightGCNConv(MessagePassing):
             edge_index = torch.stack([src, dst])
         elif isinstance(edge_index, EdgeIndex):
             edge_index = edge_index.as_tensor()
-        _check_edge_index(edge_index, edge_weight, num_nodes)
+        # The range check reads the ids back to the host: skipped while value checks are off,
+        # except when building the cache (once per graph, and the graph is then reused).
+        check_range = self.cached or value_checks_enabled()
+        _check_edge_index(edge_index, edge_weight, num_nodes, check_range)
         edge_index = edge_index.long()
 
         if edge_weight is None:
@@ -178,10 +183,11 @@ def _symmetric_norm(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> 
     return edge_weight * (deg_inv_sqrt[src] * deg_inv_sqrt[dst])
 
 
-def _check_edge_index(edge_index: Any, edge_weight: OptTensor, num_nodes: int) -> None:
+def _check_edge_index(
+    edge_index: Any, edge_weight: OptTensor, num_nodes: int, check_range: bool = True
+) -> None:
     check_edge_index_shape(edge_index, "edge_index")
-    # The range check reads the ids back to the host: skipped while value checks are off.
-    bad = out_of_range(edge_index, num_nodes) if value_checks_enabled() else None
+    bad = out_of_range(edge_index, num_nodes) if check_range else None
     if bad is not None:
         raise ValueError(
             f"edge_index entries must lie in [0, {num_nodes}) (x has {num_nodes} rows), "

@@ -231,6 +231,10 @@ def test_value_checks_off_skips_the_range_check(monkeypatch):
     with pytest.raises(ValueError, match=r"edge_index entries must lie in \[0, 40\).*\[-1, "):
         LightGCNConv()(x, edge_index - 1)
     assert calls == [1]  # back on after the with block
+    with pyg_multirec.value_checks(False):  # building a cache checks once, even when off
+        with pytest.raises(ValueError, match="edge_index entries must lie in"):
+            LightGCNConv(cached=True)(x, edge_index + 1)
+    assert calls == [1, 1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -245,10 +249,10 @@ def test_no_host_sync_from_checks_on_cuda():
     torch.cuda.set_sync_debug_mode("error")
     try:
         with pyg_multirec.value_checks(False):
-            conv_module._check_edge_index(edge_index, None, NUM_NODES)
+            LightGCNConv()._normalized_edges(x, edge_index, None)  # no range check
             out = cached(x, edge_index)  # the hot path of a training step
         with pytest.raises(RuntimeError, match="synchroniz"):
-            conv_module._check_edge_index(edge_index, None, NUM_NODES)  # checks on: syncs
+            LightGCNConv()._normalized_edges(x, edge_index, None)  # checks on: syncs
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(out, expected)
