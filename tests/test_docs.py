@@ -39,7 +39,7 @@ def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     api = (tmp_path / "html" / "api.html").read_text()
-    for name in ("pyg_multirec.nn.LightGCNConv", "pyg_multirec.io.write_mmrec",
+    for name in ("pyg_multirec.nn.LightGCNConv", "pyg_multirec.datasets.write_mmrec",
                  "pyg_multirec.viz.plot_tsne", "pyg_multirec.cli.main",
                  "pyg_multirec.models.Recommender", "pyg_multirec.models.MF",
                  "pyg_multirec.models.LightGCN"):  # fmt: skip
