@@ -39,7 +39,7 @@ class TrainResult:
     Attributes:
         best_epoch: the epoch (1-based) with the best validation metric.
         best_valid: validation metrics at that epoch.
-        test: test metrics of the restored best model.
+        test: test metrics of the restored best model (``{}`` when ``evaluate_test=False``).
         history: one dictionary per epoch (losses, validation metrics, seconds).
         seconds_per_epoch: mean wall time of the training part of an epoch.
         stopped_early: whether patience ran out before ``epochs``.
@@ -120,6 +120,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_train_batches: int | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    evaluate_test: bool = True,
 ) -> TrainResult:
     r"""Trains ``model`` with Adam on BPR triples and early stopping on validation.
 
@@ -150,6 +152,12 @@ def train(
         resume: continue from ``checkpoint_path`` if it exists.
         progress: show a tqdm progress bar with the running loss.
         max_train_batches: cap on batches per epoch (smoke tests).
+        on_epoch_end: ``(epoch, valid_metrics) -> None``, called after each epoch's
+            validation (and after the history and checkpoint of that epoch are written);
+            an exception raised in it propagates, e.g. ``optuna.TrialPruned`` to prune a
+            hyper-parameter search trial.
+        evaluate_test: evaluate the restored best model on the test split. ``False``
+            never touches the test split (model selection) and returns ``test == {}``.
 
     A model that keeps state outside its parameters and buffers (e.g. the optimizer of
     an auxiliary estimator) stores it through ``get_extra_state``/``set_extra_state`` so
@@ -296,11 +304,17 @@ def train(
                 },
                 ckpt_path,
             )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, valid)
 
     model.load_state_dict(copy.deepcopy(best_state))
     model.on_epoch_start(best_epoch)  # lets models rebuild caches from the restored parameters
-    test = evaluate(
-        model, data, "test", ks=ks, batch_size=eval_batch_size, mask_valid=mask_valid_at_test
+    test = (
+        evaluate(
+            model, data, "test", ks=ks, batch_size=eval_batch_size, mask_valid=mask_valid_at_test
+        )
+        if evaluate_test
+        else {}
     )
     return TrainResult(
         best_epoch=best_epoch,
