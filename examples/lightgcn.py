@@ -17,6 +17,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss
+from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import Recommender
 from pyg_multirec.nn import LightGCNPropagation, bipartite_to_homogeneous
 
@@ -40,6 +41,7 @@ class LightGCN(Recommender):
         dim: int = 64,
         num_layers: int = 2,
         reg_weight: float = 1e-4,
+        reg_form: str = "squared",
     ):
         super().__init__()
         self.num_users, self.num_items = num_users, num_items
@@ -49,7 +51,7 @@ class LightGCN(Recommender):
             "graph", bipartite_to_homogeneous(train_edge_index, num_users, num_items)
         )
         self.propagation = LightGCNPropagation(num_layers, combine="mean")
-        self.bpr = BPRLoss(reg_weight=reg_weight)
+        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -78,13 +80,24 @@ def build(data: HeteroData, args: argparse.Namespace) -> LightGCN:
         dim=args.dim,
         num_layers=args.layers,
         reg_weight=args.reg_weight,
+        reg_form=args.reg_form,
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=2, help="propagation layers")
     parser.add_argument("--reg-weight", type=float, default=1e-4, help="L2 weight of embeddings")
+    parser.add_argument(
+        "--reg-form", choices=REG_FORMS, default="squared", help="L2 form (MMRec grids: norm)"
+    )
 
+
+#: tune's default space: MMRec's LightGCN grid, whose weights are on EmbLoss's (norm) scale.
+SEARCH_SPACE = {
+    "layers": [1, 2, 3, 4],
+    "reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6],
+    "reg_form": ["norm"],
+}
 
 if __name__ == "__main__":
-    run_example("lightgcn", build, add_arguments)
+    run_example("lightgcn", build, add_arguments, search_space=SEARCH_SPACE)

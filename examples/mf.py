@@ -14,17 +14,25 @@ from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss
+from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import Recommender
 
 
 class MF(Recommender):
     """Matrix factorisation trained with BPR; embeddings Xavier-initialised (MMRec)."""
 
-    def __init__(self, num_users: int, num_items: int, dim: int = 64, reg_weight: float = 1e-4):
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 64,
+        reg_weight: float = 1e-4,
+        reg_form: str = "squared",
+    ):
         super().__init__()
         self.user_emb = torch.nn.Embedding(num_users, dim)
         self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.bpr = BPRLoss(reg_weight=reg_weight)
+        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -41,14 +49,21 @@ class MF(Recommender):
 
 
 def build(data: HeteroData, args: argparse.Namespace) -> MF:
-    return MF(data["user"].num_nodes, data["item"].num_nodes, args.dim, args.reg_weight)
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    return MF(num_users, num_items, args.dim, args.reg_weight, args.reg_form)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reg-weight", type=float, default=1e-4, help="L2 weight of batch embeddings"
     )
+    parser.add_argument(
+        "--reg-form", choices=REG_FORMS, default="squared", help="L2 form (MMRec grids: norm)"
+    )
 
+
+#: tune's default space: MMRec's BPR grid, whose weights are on EmbLoss's (norm) scale.
+SEARCH_SPACE = {"reg_weight": [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "reg_form": ["norm"]}
 
 if __name__ == "__main__":
-    run_example("mf", build, add_arguments)
+    run_example("mf", build, add_arguments, search_space=SEARCH_SPACE)
