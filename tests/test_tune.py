@@ -165,3 +165,39 @@ def test_study_folder_of_another_model_or_settings_is_refused(tmp_path, capsys):
             _tune(module, name, "--epochs", "1", "--out", str(out), *extra)
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and match in err, err
+
+
+def _fake_best(recalls, params):
+    seeds = {
+        str(s): {
+            "test": {"recall@10": r / 2, "recall@20": r, "ndcg@10": r / 3, "ndcg@20": r / 2,
+                     "coverage@20": 0.5, "novelty@20": 3.0, "gini@20": 0.4, "avg_pop@20": 9.0},
+            "best_valid": {"recall@20": r},
+            "best_epoch": 7,
+            "seconds_per_epoch": 0.25,
+            "device": "cpu",
+        }
+        for s, r in enumerate(recalls)
+    }  # fmt: skip
+    return {"params": params, "seeds": seeds, "trials": {"complete": 2, "pruned": 1}}
+
+
+def test_reproduce_table_paired_t_test_by_hand():
+    import reproduce_results as rr
+
+    lightgcn_best = _fake_best([0.09, 0.10, 0.11], {"layers": 2, "reg_weight": 1e-4})
+    mf_best = _fake_best([0.10, 0.12, 0.14], {"reg_weight": 1e-3})
+    # Differences 0.01, 0.02, 0.03: t = 0.02 / (0.01 / sqrt(3)) = sqrt(12) with 2 degrees
+    # of freedom, whose CDF is 1/2 + t / (2 sqrt(t^2 + 2)): p = 1 - sqrt(12 / 14) = 0.0742.
+    assert rr.paired_p_value(mf_best, lightgcn_best) == "0.074"
+    assert rr.paired_p_value(mf_best, None) == "-"
+    assert rr.paired_p_value(_fake_best([0.1], {}), lightgcn_best) == "-"  # one shared seed
+    text = rr.table([(rr.Row("MF-BPR", "mf"), mf_best), (rr.Row("LightGCN", "lightgcn"),
+                     lightgcn_best), (rr.Row("VBPR", "vbpr"), None)])  # fmt: skip
+    lines = text.splitlines()
+    assert lines[0].startswith("| model | tuned parameters | R@10 | R@20 |")
+    assert len(lines) == 4  # header, rule, two finished rows
+    mf_row = lines[2].split(" | ")
+    assert mf_row[1] == "reg_weight=0.001"
+    assert mf_row[3] == "0.1200 ± 0.0200" and "0.074" in mf_row
+    assert lines[3].split(" | ")[1] == "layers=2, reg_weight=0.0001"
