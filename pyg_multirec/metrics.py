@@ -208,12 +208,12 @@ def beyond_accuracy_metrics(
     of lists that contain :math:`i`:
 
     .. math::
-        \mathrm{Coverage@}K &= rac{|\{i : c_i > 0\}|}{I}, \qquad
-        \mathrm{AvgPop@}K = rac{1}{R} \sum_u rac{1}{K} \sum_{i \in L_u} p_i,
+        \mathrm{Coverage@}K &= \frac{|\{i : c_i > 0\}|}{I}, \qquad
+        \mathrm{AvgPop@}K = \frac{1}{R} \sum_u \frac{1}{K} \sum_{i \in L_u} p_i,
 
-        \mathrm{Novelty@}K &= rac{1}{R} \sum_u rac{1}{K} \sum_{i \in L_u}
-        -\log_2 rac{\max(p_i, 1)}{U}, \qquad
-        \mathrm{Gini@}K = rac{\sum_{j=1}^{I} (2j - I - 1)\, c_{(j)}}{I \sum_j c_j},
+        \mathrm{Novelty@}K &= \frac{1}{R} \sum_u \frac{1}{K} \sum_{i \in L_u}
+        -\log_2 \frac{\max(p_i, 1)}{U}, \qquad
+        \mathrm{Gini@}K = \frac{\sum_{j=1}^{I} (2j - I - 1)\, c_{(j)}}{I \sum_j c_j},
 
     where :math:`c_{(1)} \le \dots \le c_{(I)}` are the counts sorted in ascending order.
     Coverage is the catalogue coverage (the share of all items recommended to at least one
