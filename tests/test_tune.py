@@ -12,6 +12,7 @@ import lightgcn  # noqa: E402
 import mf  # noqa: E402
 
 import pyg_multirec.train as train_module  # noqa: E402
+import pyg_multirec.tune as tune_module  # noqa: E402
 from pyg_multirec.experiment import run_example  # noqa: E402
 from pyg_multirec.tune import (  # noqa: E402
     DB_FILE,
@@ -74,7 +75,7 @@ def test_grid_search_selects_on_valid_and_never_tests_during_the_search(tmp_path
     assert best["test_mean"]["recall@20"] == seed0["test"]["recall@20"]
 
 
-def test_killed_search_resumes_without_losing_finished_trials(tmp_path):
+def test_killed_search_resumes_without_losing_finished_trials(tmp_path, monkeypatch):
     out = tmp_path / "mf"
     space = ["--space", "reg_weight=1e-3,1e-2,1e-1", "--out", str(out)]
     _tune(mf, "mf", *space, "--trials", "1")
@@ -87,17 +88,36 @@ def test_killed_search_resumes_without_losing_finished_trials(tmp_path):
     )
     stale = study.ask()
     stale_params = {k: stale.suggest_categorical(k, v) for k, v in grid.items()}
+    # Ctrl-C in a trial: Optuna marks it failed, the objective marks it interrupted.
+    stopped = study.ask()
+    stopped_params = {k: stopped.suggest_categorical(k, v) for k, v in grid.items()}
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tune_module, "fit", ctrl_c)
+        context = tune_module._Context("mf", mf.build, {}, {}, str(out), False, 0, 0, 0)
+        with pytest.raises(KeyboardInterrupt):
+            tune_module._objective(stopped, context)
+    # As Optuna does (told by a study without GridSampler, whose after_trial hook would
+    # stop the search: legal only inside optimize()).
+    optuna.load_study(study_name=STUDY_NAME, storage=storage).tell(
+        stopped.number, state=optuna.trial.TrialState.FAIL
+    )
 
     best = _tune(mf, "mf", *space)
     trials = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
     assert trials[0].datetime_start == first.datetime_start  # kept, not run again
     assert trials[0].value == first.value
     states = [r["state"] for r in _rows(out)]
-    assert states.count("complete") == 3 and states.count("interrupted") == 1
+    assert states.count("complete") == 3 and states.count("interrupted") == 2
     done = [t.params for t in trials if t.state.name == "COMPLETE"]
     assert sorted(p["reg_weight"] for p in done) == [1e-3, 1e-2, 1e-1]  # the whole grid
-    assert stale_params in done  # the interrupted configuration was run again
-    assert best["trials"] == {"complete": 3, "interrupted": 1}
+    assert stale_params in done and stopped_params in done  # interrupted ones run again
+    assert best["trials"] == {"complete": 3, "interrupted": 2}
+    _tune(mf, "mf", *space)  # a finished search runs no trial again
+    assert len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials) == len(trials)
 
 
 def test_tpe_ranges_in_parallel_worker_processes(tmp_path):
