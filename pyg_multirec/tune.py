@@ -65,6 +65,8 @@ DEFAULT_PRUNE_WARMUP = 10  # epochs a trial runs before it may be pruned
 DEFAULT_PRUNE_STARTUP = 5  # trials that must finish before pruning starts
 SQLITE_TIMEOUT_S = 60  # parallel workers wait this long for the database lock
 INTERRUPTED = "interrupted"
+#: Separates the sampler seeds of the worker processes of different search seeds.
+WORKER_SEED_STRIDE = 1000
 #: Flags that say where or how a run happens, not what is trained: never compared between a
 #: study and a resumed command, never searched.
 RUN_ONLY = frozenset(
@@ -195,8 +197,10 @@ def _convert(name: str, value: Any, action: argparse.Action) -> Any:
         elif action.type is not None:
             value = action.type(value)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
-        kind = "true/false" if is_switch else getattr(action.type, "__name__", "valid")
-        raise ValueError(f"search space: {value!r} is not a {kind} value for {name!r}") from None
+        kind = "true/false" if is_switch else getattr(action.type, "__name__", "")
+        raise ValueError(
+            f"search space: {value!r} is not a valid {kind} value for {name!r}"
+        ) from None
     if action.choices is not None and value not in action.choices:
         raise ValueError(
             f"search space: {value!r} is not an allowed value of {name!r} "
@@ -316,7 +320,7 @@ def _storage(optuna, out: Path | str):
 
 
 def _sampler(optuna, ctx: _Context, worker: int):
-    seed = ctx.seed * 1000 + worker  # workers must not propose the same configurations
+    seed = ctx.seed * WORKER_SEED_STRIDE + worker  # workers must not propose the same points
     if is_grid(ctx.space):
         return optuna.samplers.GridSampler(ctx.space, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)

@@ -157,7 +157,7 @@ def test_space_parsing():
         ("lr=1e-4:1e-2:cubic", "LOW:HIGH or LOW:HIGH:log"),
         ("lr=0:1e-2:log", "LOW > 0"),
         ("reg_weight=", "empty value list"),
-        ("reg_weight=abc", "not a float value"),
+        ("reg_weight=abc", "not a valid float value"),
         ("reg_form=cube", "'cube' is not an allowed value of 'reg_form'"),
         ("reg_form=a:b", "takes a list of values"),
         ("reg_weight", "NAME=VALUES"),
