@@ -20,6 +20,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss, FittedCLUB, SoloSimLoss
+from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import Recommender
 
 REG_WEIGHT = 1e-4  # MMRec grid-searches it (1e-5 ... 2.0); the MF example's value
@@ -150,6 +151,7 @@ class VBPR(Recommender):
         dim: ID embedding size, and content size without ``sea``.
         reg_weight: L2 weight.
         sea: optional SEA modules.
+        reg_form: ``'squared'`` or ``'norm'`` (MMRec's EmbLoss), see :class:`BPRLoss`.
 
     Shapes:
         - **embed():** users :math:`(U, D + C)`, items :math:`(N, D + C)`
@@ -163,6 +165,7 @@ class VBPR(Recommender):
         dim: int = 64,
         reg_weight: float = REG_WEIGHT,
         sea: Optional[SeparateLearning] = None,
+        reg_form: str = "squared",
     ):
         super().__init__()
         if isinstance(features, Tensor) or not isinstance(features, (list, tuple)) or not features:
@@ -186,7 +189,7 @@ class VBPR(Recommender):
             content_dim = sum(lin.out_features for lin in sea.projections)
         self.user_emb = torch.nn.Embedding(num_users, dim + content_dim)
         self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.bpr = BPRLoss(reg_weight=reg_weight)
+        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -251,11 +254,15 @@ def build(data: HeteroData, args: argparse.Namespace) -> VBPR:
         dim=args.dim,
         reg_weight=args.reg_weight,
         sea=sea,
+        reg_form=args.reg_form,
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reg-weight", type=float, default=REG_WEIGHT, help="L2 weight")
+    parser.add_argument(
+        "--reg-form", choices=REG_FORMS, default="squared", help="L2 form (MMRec grids: norm)"
+    )
     parser.add_argument("--sea", action="store_true", help="add SEA's alignment and distancing")
     parser.add_argument(
         "--align-weight", type=float, default=SEA_ALIGN_WEIGHT, help="SEA alpha (SoloSim)"
@@ -269,5 +276,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: tune's default space: MMRec's VBPR grid, whose weights are on EmbLoss's (norm) scale.
+SEARCH_SPACE = {"reg_weight": [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "reg_form": ["norm"]}
+
 if __name__ == "__main__":
-    run_example("vbpr", build, add_arguments)
+    run_example("vbpr", build, add_arguments, search_space=SEARCH_SPACE)

@@ -1,4 +1,5 @@
-"""The command line shared by every example script: ``train``, ``evaluate``, ``recommend``.
+"""The command line shared by every example script: ``train``, ``evaluate``, ``recommend``,
+``tune`` (hyper-parameter search, :mod:`pyg_multirec.tune`).
 
 An example defines its model and calls :func:`run_example`; arguments, data loading,
 checkpoints and output live here once::
@@ -30,8 +31,9 @@ from pyg_multirec.datasets import cold_start_split, load_dataset
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.models import Recommender
 from pyg_multirec.train import TrainResult, resolve_device, seed_everything, train
+from pyg_multirec.tune import add_tune_arguments, run_tune
 
-SUBCOMMANDS = ("train", "evaluate", "recommend")
+SUBCOMMANDS = ("train", "evaluate", "recommend", "tune")
 DATA_ENV = "PYG_MULTIREC_DATA"
 REPORTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 BEST_CHECKPOINT = "best.pt"
@@ -119,6 +121,14 @@ def build_parser(
         add_arguments(train_p.add_argument_group(f"{name} hyper-parameters"))
     if defaults:
         train_p.set_defaults(**defaults)
+    tune_p = sub.add_parser("tune", help="search hyper-parameters on the validation split")
+    _add_data_arguments(tune_p)
+    _add_train_arguments(tune_p)
+    if add_arguments is not None:
+        add_arguments(tune_p.add_argument_group(f"{name} hyper-parameters"))
+    if defaults:
+        tune_p.set_defaults(**defaults)
+    add_tune_arguments(tune_p)
     eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
     eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
     eval_p.add_argument(
@@ -269,6 +279,7 @@ def run_example(
     add_arguments: AddArguments | None = None,
     defaults: dict[str, Any] | None = None,
     argv: Sequence[str] | None = None,
+    search_space: dict[str, Any] | None = None,
 ) -> Any:
     """Parses the command line of an example script and runs the chosen sub-command.
 
@@ -279,6 +290,7 @@ def run_example(
         defaults: overrides of the shared defaults (e.g. ``{'lr': 1e-4}``).
         argv: arguments (default ``sys.argv[1:]``); ``train`` is implied when no
             sub-command is given.
+        search_space: the default space of ``tune`` (see :mod:`pyg_multirec.tune`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
@@ -289,6 +301,8 @@ def run_example(
         if args.command == "train":
             resolve_device(args.device)
             return _train(name, build_model, args)
+        if args.command == "tune":
+            return run_tune(name, build_model, args, add_arguments, search_space)
         model, data, config = _restore(name, build_model, args)
         if args.command == "evaluate":
             metrics = evaluate(model, data, "test", mask_valid=config.mask_valid)
