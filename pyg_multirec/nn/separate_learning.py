@@ -131,8 +131,10 @@ class SeparateLearning(Module):
         club_hidden (int, optional): Hidden width of the CLUB estimator. (default: :obj:`8`)
         club_steps (int, optional): Inner Adam steps of the estimator per training call.
             (default: :obj:`50`)
-        club_lr (float, optional): Learning rate of the estimator's Adam.
-            (default: :obj:`1e-4`)
+        club_lr (float, optional): Learning rate of the estimator's Adam; keep it near the
+            host's (the official code uses the same rate): the estimate is not clamped, so an
+            estimator that lags behind lets the encoder drive it far below zero.
+            (default: :obj:`1e-4`, SEA's learning rate)
 
     Shapes:
         - **input:** a list of :math:`M` tensors :math:`(B, F_m)`, the same :math:`B \ge 2`
