@@ -109,6 +109,8 @@ def test_sea_part_representations_cover_every_modality(tiny_data):
     import sea
 
     args = build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(["train"])
-    parts = sea.build(tiny_data, args).part_representations()
+    model = sea.build(tiny_data, args)
+    parts = model.part_representations()
     assert sorted(parts) == ["image/generic", "image/unique", "text/generic", "text/unique"]
-    assert all(p.shape == (150, args.dim // 2) for p in parts.values())
+    widths = dict(zip(model.modalities, model.separate.in_channels))  # halves of the wide maps
+    assert all(p.shape == (150, widths[name.split("/")[0]] // 2) for name, p in parts.items())
