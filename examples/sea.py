@@ -430,9 +430,15 @@ class SEA(Recommender):
 
     @torch.no_grad()
     def part_representations(self) -> dict[str, Tensor]:
-        """Generic and unique halves of every item, keyed ``'{modality}/generic'`` and
-        ``'{modality}/unique'`` (what ``--plots`` maps with t-SNE, SEA Fig. 5-6)."""
-        generic, unique = self.separate.split(self.separated())
+        r"""Generic and unique halves of every item, keyed ``'{modality}/generic'`` and
+        ``'{modality}/unique'`` (what ``--plots`` maps with t-SNE, SEA Fig. 5-6). Halves of
+        unequal widths (the MLP encoder) are given through the distancing loss's maps
+        :math:`G_m \mathbf{g}^m, U_m \mathbf{u}^m`, so that all lie in one space."""
+        sep = self.separate
+        generic, unique = sep.split(self.separated())
+        if len({x.size(1) for x in generic + unique}) > 1 and sep.generic_maps is not None:
+            generic = [f(x) for f, x in zip(sep.generic_maps, generic)]
+            unique = [f(x) for f, x in zip(sep.unique_maps, unique)]
         out = {}
         for name, g, u in zip(self.modalities, generic, unique):
             out[f"{name}/generic"], out[f"{name}/unique"] = g, u
@@ -459,12 +465,8 @@ class SEA(Recommender):
             terms = self.separate([s[items] for s in separated])  # eq. 14-16
         return {"loss": bpr + self.separate.weighted_sum(terms), "bpr": bpr, **terms}  # eq. 19
 
-    def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(modalities={self.modalities}, dim={self.dim}, "
-            f"item_encoder={self.item_encoder!r}, layer_combine={self.layer_combine!r}, "
-            f"align={self.separate.align!r}, distance={self.separate.distance!r})"
-        )
+    def extra_repr(self) -> str:
+        return f"modalities={self.modalities}, dim={self.dim}, {self.item_encoder!r} encoder"
 
 
 #: Shared-harness defaults that differ for SEA (official code: Adam lr 1e-4).

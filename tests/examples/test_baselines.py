@@ -112,5 +112,7 @@ def test_sea_part_representations_cover_every_modality(tiny_data):
     model = sea.build(tiny_data, args)
     parts = model.part_representations()
     assert sorted(parts) == ["image/generic", "image/unique", "text/generic", "text/unique"]
-    widths = dict(zip(model.modalities, model.separate.in_channels))  # halves of the wide maps
-    assert all(p.shape == (150, widths[name.split("/")[0]] // 2) for name, p in parts.items())
+    assert {p.shape for p in parts.values()} == {(150, model.separate.generic_maps[0].out_features)}
+    linear = sea.build(tiny_data, build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(
+        ["train", "--item-encoder", "linear"])).part_representations()  # the halves themselves
+    assert all(p.shape == (150, args.dim // 2) for p in linear.values())
