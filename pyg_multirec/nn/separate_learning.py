@@ -226,9 +226,7 @@ class SeparateLearning(Module):
     def split(self, xs: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """The generic (first half) and unique (second half) parts of every modality."""
         if len(xs) != len(self.in_channels):
-            raise ValueError(
-                f"expected {len(self.in_channels)} modality tensors (got {len(xs)})"
-            )
+            raise ValueError(f"expected {len(self.in_channels)} modality tensors (got {len(xs)})")
         for m, (x, width) in enumerate(zip(xs, self.in_channels)):
             if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != width:
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
