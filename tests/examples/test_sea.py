@@ -301,16 +301,20 @@ def test_build_reads_every_flag(tiny_data):
     torch.testing.assert_close(model.item_graph.weights, torch.tensor([0.3, 0.7]))
 
 
-def test_cli_rejects_conflicting_flags(tmp_path, capsys):
+@pytest.mark.parametrize("flags, message", [
+    (["--variant", "a", "--distance", "l2"], "conflicts with"),
+    (["--graph-weights", "0.5"], "one value per modality"),
+    (["--item-graph-weights", "fixed", "--graph-weights", "0.5", "-1"], "finite and >= 0"),
+])
+def test_cli_rejects_bad_flags(tmp_path, capsys, flags, message):
     import sea
 
     with pytest.raises(SystemExit) as err:
         run_example("sea", sea.build, sea.add_arguments, argv=[
-            "--variant", "a", "--distance", "l2", "--synthetic-users", "50", "--synthetic-items",
-            "30", "--synthetic-interactions", "500", "--out", str(tmp_path),
-            "--quiet"])
+            *flags, "--synthetic-users", "50", "--synthetic-items", "30",
+            "--synthetic-interactions", "500", "--out", str(tmp_path), "--quiet"])
     assert err.value.code == 2
-    assert "conflicts with" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_runs_on_real_data(ml100k_root, tmp_path):
