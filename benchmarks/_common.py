@@ -14,27 +14,34 @@ Conventions of every script:
   data is in memory, minus the resident size at that moment; on CUDA it is
   :func:`torch.cuda.max_memory_allocated` minus the allocation at that moment;
 * results are printed as Markdown tables and written to JSON (``--out``, by default
-  ``benchmarks/results/<script>-<device>.json``).
+  ``benchmarks/results/<script>-<device>.json``);
+* the scripts import the installed ``pyg_multirec``: run them from a checkout after
+  ``pip install -e .`` to measure that checkout (they never edit ``sys.path``); the example
+  models are loaded from ``examples/`` by path (:func:`load_example`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Optional
 
 import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = REPO_ROOT / "examples"
 
 IMAGE_DIM = 4096  # VGG/CNN image features of the Amazon data sets
 TEXT_DIM = 384  # sentence-transformer text features
@@ -52,6 +59,20 @@ _RESET_PEAK_RSS = "5"
 _KIB = 1024
 MIB = 1024 * 1024
 LARGE_NUMBER = 1000  # floats from here on are printed as integers with separators
+
+
+def load_example(name: str) -> ModuleType:
+    """The script ``examples/{name}.py`` imported as the module ``name``, once per process
+    (the examples are scripts, not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the example {EXAMPLES_DIR / f'{name}.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered first: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo checkout first
-
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+import torch
+from _common import (
     EMBEDDING_DIM,
     QUICK_REPEATS,
     Scale,
@@ -59,11 +55,11 @@ from _common import (  # noqa: E402
     time_call,
     write_json,
 )
-from torch import Tensor  # noqa: E402
-from torch_geometric.nn import LGConv  # noqa: E402
+from torch import Tensor
+from torch_geometric.nn import LGConv
 
-from pyg_multirec.datasets import SyntheticMultiModal  # noqa: E402
-from pyg_multirec.nn import LightGCNConv, bipartite_to_homogeneous  # noqa: E402
+from pyg_multirec.datasets import SyntheticMultiModal
+from pyg_multirec.nn import LightGCNConv, bipartite_to_homogeneous
 
 SCRIPT = "conv"
 NUM_LAYERS = (2, 3)

@@ -66,10 +66,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo checkout first
-
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+import torch
+from _common import (
     EMBEDDING_DIM,
     IMAGE_DIM,
     MIB,
@@ -90,7 +88,7 @@ from _common import (  # noqa: E402
     time_call,
     write_json,
 )
-from torch import Tensor  # noqa: E402
+from torch import Tensor
 
 SCRIPT = "knn"
 DEFAULT_K = 10

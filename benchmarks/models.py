@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import subprocess
 import sys
@@ -44,18 +43,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo checkout first
-
-import torch  # noqa: E402
-from _common import (  # noqa: E402
+import torch
+from _common import (
     IMAGE_DIM,
     MIB,
-    REPO_ROOT,
     TEXT_DIM,
     PeakMemory,
     Scale,
     add_common_arguments,
     default_out_path,
+    load_example,
     markdown_table,
     median,
     merge_results,
@@ -68,7 +65,6 @@ from _common import (  # noqa: E402
 )
 
 SCRIPT = "models"
-EXAMPLES_DIR = REPO_ROOT / "examples"
 # model name -> (example module, extra command-line flags of its ``train`` sub-command)
 MODELS: dict[str, tuple[str, list[str]]] = {
     "mf": ("mf", []),
@@ -103,12 +99,6 @@ PAPER_TABLE5: dict[str, dict[str, tuple[float, float]]] = {
 
 # ----------------------------------------------------------------------------------------
 # one (model, scale) case, in a fresh process
-def _example(module_name: str) -> Any:
-    if str(EXAMPLES_DIR) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES_DIR))
-    return importlib.import_module(module_name)
-
-
 def example_args(
     model_name: str, device: torch.device, seed: int
 ) -> tuple[Any, argparse.Namespace]:
@@ -117,7 +107,7 @@ def example_args(
     from pyg_multirec.experiment import build_parser
 
     module_name, flags = MODELS[model_name]
-    module = _example(module_name)
+    module = load_example(module_name)
     parser = build_parser(module_name, module.add_arguments, getattr(module, "DEFAULTS", None))
     argv = ["train", *flags, "--device", device.type, "--seed", str(seed), "--quiet"]
     return module, parser.parse_args(argv)

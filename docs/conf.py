@@ -5,6 +5,10 @@ Build (warnings are errors)::
     pip install -e ".[docs]"
     sphinx-build -W -b html docs docs/_build/html
 
+autodoc documents the installed ``pyg_multirec`` (the editable install is this checkout);
+``python -m sphinx ...`` run from the repository root imports the checkout without an
+install, since ``python -m`` puts the working directory first on ``sys.path``.
+
 Everything needed ships with Sphinx (autodoc, napoleon, mathjax, viewcode, the alabaster
 theme); the build needs no network.
 """
@@ -12,18 +16,14 @@ theme); the build needs no network.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
+import pyg_multirec
+
 #: Width of the command-line help shown by the ``cli-help`` directive.
 HELP_COLUMNS = 92
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-import pyg_multirec  # noqa: E402  (needs the sys.path entry above)
 
 project = "pyg_multirec"
 author = "pyg_multirec developers"

@@ -1,53 +1,40 @@
 """MF-BPR baseline (Rendle et al., UAI 2009): free user and item embeddings, inner product.
+The model is :class:`pyg_multirec.models.MF`; this script gives it the shared command line.
 
 python examples/mf.py                       # generated data, no files needed
 python examples/mf.py --dataset ml100k      # MovieLens-100K from ../shared/data
+python examples/mf.py --reg-form norm       # MMRec's regulariser (EmbLoss)
 """
 
 from __future__ import annotations
 
 import argparse
 
-import torch
-from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
-from pyg_multirec.losses import BPRLoss
-from pyg_multirec.models import Recommender
-
-
-class MF(Recommender):
-    """Matrix factorisation trained with BPR; embeddings Xavier-initialised (MMRec)."""
-
-    def __init__(self, num_users: int, num_items: int, dim: int = 64, reg_weight: float = 1e-4):
-        super().__init__()
-        self.user_emb = torch.nn.Embedding(num_users, dim)
-        self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.bpr = BPRLoss(reg_weight=reg_weight)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        torch.nn.init.xavier_uniform_(self.user_emb.weight)
-        torch.nn.init.xavier_uniform_(self.item_emb.weight)
-
-    def embed(self) -> tuple[Tensor, Tensor]:
-        return self.user_emb.weight, self.item_emb.weight
-
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
-        u, p, n = self.user_emb(users), self.item_emb(pos_items), self.item_emb(neg_items)
-        loss = self.bpr((u * p).sum(-1), (u * n).sum(-1), u, p, n)
-        return {"loss": loss}
+from pyg_multirec.losses.bpr import REG_FORMS
+from pyg_multirec.models import MF
 
 
 def build(data: HeteroData, args: argparse.Namespace) -> MF:
-    return MF(data["user"].num_nodes, data["item"].num_nodes, args.dim, args.reg_weight)
+    return MF(
+        data["user"].num_nodes,
+        data["item"].num_nodes,
+        dim=args.dim,
+        reg_weight=args.reg_weight,
+        reg_form=getattr(args, "reg_form", "squared"),  # checkpoints older than the flag
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--reg-weight", type=float, default=1e-4, help="L2 weight of batch embeddings"
+        "--reg-weight", type=float, default=1e-4, help="weight of the batch-embedding regulariser"
     )
+    parser.add_argument(
+        "--reg-form", choices=REG_FORMS, default="squared",
+        help="squared L2 / 2 (LightGCN) or MMRec's non-squared norm, both per batch size",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,15 +20,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from lightgcn import LightGCN
-from mf import MF
 from torch import Tensor
 from torch.nn import ModuleList
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss, MultiModalInfoNCE
-from pyg_multirec.models import Recommender
+from pyg_multirec.models import MF, LightGCN, Recommender
 from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv
 
 BACKBONES = ("lightgcn", "mf")
@@ -92,8 +90,8 @@ class MICRO(Recommender):
     * Raw features stay fixed (the official code fine-tunes them as embeddings).
 
     Args:
-        backbone: an :class:`~lightgcn.LightGCN` or :class:`~mf.MF` (anything with
-            ``user_emb``, ``item_emb`` embeddings and ``embed()``).
+        backbone: a :class:`~pyg_multirec.models.LightGCN` or :class:`~pyg_multirec.models.MF`
+            (anything with ``user_emb``, ``item_emb`` embeddings and ``embed()``).
         features: one ``[num_items, d_m]`` float tensor per modality (at least one).
         k: neighbours per item in every kNN graph.
         skip_lambda: weight :math:`\lambda` of the initial graph (paper 0.7, code 0.9).

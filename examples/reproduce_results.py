@@ -16,7 +16,6 @@ import argparse
 import importlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -63,7 +62,7 @@ def run_one(script: str, flags: list[str], dataset: str, seed: int, out: Path, a
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())
-    module = importlib.import_module(script)
+    module = importlib.import_module(script)  # run as a script, examples/ is on sys.path
     argv = [
         "--dataset", dataset, "--data-root", args.data_root, "--seed", str(seed),
         "--epochs", str(args.max_epochs), "--patience", str(args.patience),
@@ -131,7 +130,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--only", default=None, help="comma-separated labels to run")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     if args.threads:
         torch.set_num_threads(args.threads)
 

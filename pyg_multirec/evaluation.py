@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import Module
 from torch_geometric.data import HeteroData
 
+from pyg_multirec._checks import check_choice, is_int, out_of_range
 from pyg_multirec.metrics import DEFAULT_KS, NUM_ROWS_KEY, ranking_metrics
 
 #: Splits that :func:`evaluate` ranks against; the training split is always masked.
@@ -79,9 +80,8 @@ def evaluate(
         dict: the averaged metrics (e.g. :obj:`"recall@20"`) and :obj:`"num_rows"`, the
         number of evaluated users.
     """
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"'split' must be one of {EVAL_SPLITS} (got {split!r})")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    check_choice(split, "'split'", EVAL_SPLITS)
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"'batch_size' must be an int >= 1 (got {batch_size!r})")
     num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
     targets = _split_edges(data, split)
@@ -201,8 +201,7 @@ def _split_edges(data: HeteroData, split: str) -> Tensor:
         )
     counts = (data["user"].num_nodes, data["item"].num_nodes)
     for axis, (what, bound) in enumerate(zip(("user", "item"), counts)):
-        ids = edge_index[axis]
-        if ids.numel() > 0 and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+        if out_of_range(edge_index[axis], bound) is not None:
             raise ValueError(
                 f"data[{edge_type}].edge_index has {what} ids out of range [0, {bound})"
             )

@@ -143,7 +143,8 @@ def load_data(args: argparse.Namespace) -> HeteroData:
             seed=args.seed,
         )
     else:
-        data = load_dataset(args.dataset, args.data_root)
+        # Interaction-only folders load too (MF, LightGCN); multimodal models reject them.
+        data = load_dataset(args.dataset, args.data_root, allow_no_modality=True)
     if args.cold_start:
         data = cold_start_split(data, seed=args.seed)
     return data

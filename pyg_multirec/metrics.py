@@ -8,6 +8,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from pyg_multirec._checks import check_tensor, out_of_range
+
 DEFAULT_KS = (10, 20)
 #: Order of the metrics of one cut-off in the returned dictionary.
 METRIC_NAMES = ("recall", "ndcg", "precision", "map", "hit")
@@ -147,8 +149,7 @@ def ranking_metrics(
 
 
 def _check_scores(scores: Tensor) -> None:
-    if not isinstance(scores, Tensor):
-        raise TypeError(f"'scores' must be a torch.Tensor (got {type(scores).__name__})")
+    check_tensor(scores, "'scores'")
     if not scores.is_floating_point():
         raise TypeError(f"'scores' must be a floating-point tensor (got dtype {scores.dtype})")
     if scores.dim() != 2:
@@ -181,8 +182,7 @@ def _check_ks(ks: Union[int, Sequence[int]], num_items: int) -> tuple[int, ...]:
 
 
 def _check_pairs(pairs: Tensor, name: str, num_rows: int, num_items: int) -> Tensor:
-    if not isinstance(pairs, Tensor):
-        raise TypeError(f"'{name}' must be a torch.Tensor (got {type(pairs).__name__})")
+    check_tensor(pairs, f"'{name}'")
     if pairs.dtype != torch.long:
         raise TypeError(f"'{name}' must be a long tensor (got dtype {pairs.dtype})")
     if pairs.dim() != 2 or pairs.size(0) != 2:
@@ -190,13 +190,12 @@ def _check_pairs(pairs: Tensor, name: str, num_rows: int, num_items: int) -> Ten
             f"'{name}' must have shape (2, E) holding (row, item) pairs "
             f"(got shape {tuple(pairs.shape)})"
         )
-    if pairs.size(1) > 0:
-        for axis, what, bound in ((0, "row", num_rows), (1, "item", num_items)):
-            low, high = int(pairs[axis].min()), int(pairs[axis].max())
-            if low < 0 or high >= bound:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"'{name}' has {what} ids out of range [0, {bound}) (found {bad}); "
-                    f"'scores' has {num_rows} rows and {num_items} items"
-                )
+    for axis, what, bound in ((0, "row", num_rows), (1, "item", num_items)):
+        low_high = out_of_range(pairs[axis], bound)
+        if low_high is not None:
+            bad = low_high[0] if low_high[0] < 0 else low_high[1]
+            raise ValueError(
+                f"'{name}' has {what} ids out of range [0, {bound}) (found {bad}); "
+                f"'scores' has {num_rows} rows and {num_items} items"
+            )
     return pairs

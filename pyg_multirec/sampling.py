@@ -9,6 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from pyg_multirec._checks import check_int, out_of_range
+
 #: Rejection rounds before the remaining collisions are drawn exactly (see
 #: :func:`sample_negatives`). With a typical density of 1 %, one round leaves ~1 % of the
 #: draws to redo and a handful of rounds leave none.
@@ -113,6 +115,10 @@ class BPRSampler:
         num_negatives (int, optional): negatives per positive pair. (default: :obj:`1`)
         shuffle (bool, optional): visit the edges in a random order. (default: :obj:`True`)
         seed (int, optional): base seed of the per-epoch generators. (default: :obj:`0`)
+        negative_items (torch.Tensor, optional): a 1-D integer tensor of item ids; when
+            given, negatives are drawn uniformly among these items only (still excluding
+            the user's observed items; duplicate ids count once). Every user must have at
+            least one unobserved item in the set. (default: :obj:`None`, all items)
 
     Shapes:
         - **input:** edge indices :math:`(2, E)`
@@ -129,13 +135,13 @@ class BPRSampler:
         num_negatives: int = 1,
         shuffle: bool = True,
         seed: int = 0,
+        negative_items: Optional[Tensor] = None,
     ) -> None:
         self.num_users = _check_count(num_users, "num_users")
         self.num_items = _check_count(num_items, "num_items")
         self.batch_size = _check_count(batch_size, "batch_size")
         self.num_negatives = _check_count(num_negatives, "num_negatives")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"'seed' must be an int (got {type(seed).__name__})")
+        check_int(seed, "'seed'")
         _check_edge_index(edge_index, self.num_users, self.num_items)
 
         self.users = edge_index[0].contiguous()
@@ -151,6 +157,29 @@ class BPRSampler:
         self.shuffle = bool(shuffle)
         self.seed = seed
         self.epoch = 0
+        self.negative_items: Optional[Tensor] = None
+        if negative_items is not None:
+            self._restrict_negatives(negative_items, edge_index)
+
+    def _restrict_negatives(self, negative_items: Tensor, edge_index: Tensor) -> None:
+        # Negatives are drawn as positions 0..C-1 in the sorted candidate list: the keys
+        # then encode (user, position) for the observed pairs whose item is a candidate, so
+        # `sample_negatives` draws uniformly among each user's unobserved candidates.
+        candidates = check_item_ids(negative_items, self.num_items, "negative_items")
+        candidates = torch.unique(candidates.to(self.items.device))
+        position = torch.searchsorted(candidates, edge_index[1]).clamp_(max=candidates.numel() - 1)
+        is_candidate = candidates[position] == edge_index[1]
+        observed = torch.stack([edge_index[0][is_candidate], position[is_candidate]])
+        keys = interaction_keys(observed, candidates.numel())
+        degree = torch.bincount(keys // candidates.numel(), minlength=self.num_users)
+        full = (degree >= candidates.numel()).nonzero().view(-1)
+        if full.numel() > 0:
+            raise ValueError(
+                f"'negative_items': user {int(full[0])} has interacted with all "
+                f"{candidates.numel()} items of the set, so no negative item can be sampled "
+                f"for it"
+            )
+        self.negative_items, self.negative_keys = candidates, keys
 
     @property
     def num_edges(self) -> int:
@@ -174,9 +203,19 @@ class BPRSampler:
             order = torch.arange(self.num_edges, device=device)
         users, pos_items = self.users[order], self.items[order]
         # One vectorised draw for the whole epoch is much cheaper than one per batch.
-        neg_items = sample_negatives(
-            users, self.keys, self.num_items, self.num_negatives, generator=generator
-        )
+        if self.negative_items is None:
+            neg_items = sample_negatives(
+                users, self.keys, self.num_items, self.num_negatives, generator=generator
+            )
+        else:
+            positions = sample_negatives(
+                users,
+                self.negative_keys,
+                self.negative_items.numel(),
+                self.num_negatives,
+                generator=generator,
+            )
+            neg_items = self.negative_items[positions]
         for start in range(0, self.num_edges, self.batch_size):
             stop = start + self.batch_size
             yield users[start:stop], pos_items[start:stop], neg_items[start:stop]
@@ -185,7 +224,13 @@ class BPRSampler:
         return (
             f"{type(self).__name__}(num_edges={self.num_edges}, num_users={self.num_users}, "
             f"num_items={self.num_items}, batch_size={self.batch_size}, "
-            f"num_negatives={self.num_negatives}, shuffle={self.shuffle}, seed={self.seed})"
+            f"num_negatives={self.num_negatives}, shuffle={self.shuffle}, seed={self.seed}"
+            + (
+                ""
+                if self.negative_items is None
+                else f", negative_items={self.negative_items.numel()} ids"
+            )
+            + ")"
         )
 
 
@@ -229,12 +274,28 @@ def _sample_free_items(
     return low
 
 
+def check_item_ids(items: Tensor, num_items: int, name: str) -> Tensor:
+    """Checks that ``items`` is a non-empty 1-D integer tensor of ids in ``[0, num_items)``
+    and returns it as a long tensor."""
+    if not isinstance(items, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor of item ids (got {_describe(items)})")
+    if items.is_floating_point() or items.is_complex() or items.dtype == torch.bool:
+        raise TypeError(f"'{name}' must hold integer item ids (got {_describe(items)})")
+    if items.dim() != 1:
+        raise ValueError(f"'{name}' must be 1-dimensional (got shape {tuple(items.shape)})")
+    if items.numel() == 0:
+        raise ValueError(f"'{name}' is empty: it must hold at least one item id")
+    low, high = int(items.min()), int(items.max())
+    if low < 0 or high >= num_items:
+        raise ValueError(
+            f"'{name}' has item ids out of range [0, {num_items}) "
+            f"(found {low if low < 0 else high})"
+        )
+    return items.long()
+
+
 def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"'{name}' must be >= 1 (got {value})")
-    return value
+    return check_int(value, f"'{name}'", minimum=1)
 
 
 def _check_edge_index(edge_index: Tensor, num_users: int, num_items: int) -> None:
@@ -248,8 +309,9 @@ def _check_edge_index(edge_index: Tensor, num_users: int, num_items: int) -> Non
     if edge_index.size(1) == 0:
         raise ValueError("'edge_index' is empty: there are no training interactions")
     for axis, what, bound in ((0, "user", num_users), (1, "item", num_items)):
-        low, high = int(edge_index[axis].min()), int(edge_index[axis].max())
-        if low < 0 or high >= bound:
+        low_high = out_of_range(edge_index[axis], bound)
+        if low_high is not None:
+            low, high = low_high
             raise ValueError(
                 f"'edge_index' has {what} ids out of range [0, {bound}) "
                 f"(found {low if low < 0 else high})"

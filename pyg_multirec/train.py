@@ -1,4 +1,10 @@
-"""Training loop: Adam on BPR batches, full-ranking validation, early stopping."""
+"""Training loop: Adam on BPR batches, full-ranking validation, early stopping.
+
+:func:`train` reads top to bottom as: check the arguments, set up (optimizer, sampler,
+:class:`EarlyStopping`, a resumed :class:`~pyg_multirec.checkpoint.TrainingState`), then
+one :func:`train_epoch` and one validation per epoch, and finally the best parameters are
+restored and tested.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import csv
 import json
 import math
 import random
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +26,29 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
+from pyg_multirec.checkpoint import CHECKPOINT_VERSION, TrainingState
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.losses import value_checks
 from pyg_multirec.models import Recommender
-from pyg_multirec.sampling import BPRSampler
+from pyg_multirec.sampling import BPRSampler, check_item_ids
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "EarlyStopping",
+    "TrainResult",
+    "TrainingState",
+    "resolve_device",
+    "seed_everything",
+    "train",
+    "train_epoch",
+]
 
 TRAIN_EDGE = ("user", "train", "item")
 #: Multiplier separating the per-epoch sampler seeds of different run seeds.
 EPOCH_SEED_STRIDE = 1_000_003
-CHECKPOINT_VERSION = 1
 # On an accelerator, the loss is read back (finite check, progress bar) every this many steps.
 DEVICE_SYNC_EVERY = 20
+METRIC_NAMES = ("recall", "ndcg", "precision", "map", "hit")
 
 
 @dataclass
@@ -39,7 +58,7 @@ class TrainResult:
     Attributes:
         best_epoch: the epoch (1-based) with the best validation metric.
         best_valid: validation metrics at that epoch.
-        test: test metrics of the restored best model.
+        test: test metrics of the restored best model (``{}`` with ``evaluate_test=False``).
         history: one dictionary per epoch (losses, validation metrics, seconds).
         seconds_per_epoch: mean wall time of the training part of an epoch.
         stopped_early: whether patience ran out before ``epochs``.
@@ -73,6 +92,93 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def state_to_cpu(model: torch.nn.Module) -> dict[str, Any]:
+    """A copy of ``model.state_dict()`` that later training steps cannot change.
+
+    Tensors are copied to the CPU; extra state (any object, see ``get_extra_state``) is
+    deep-copied.
+    """
+    return {
+        k: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v)
+        for k, v in model.state_dict().items()
+    }
+
+
+class EarlyStopping:
+    """Keeps the best value of a validation metric, the parameters that reached it, and
+    the number of epochs since it last improved (MMRec: stop after ``patience`` of them).
+
+    Args:
+        monitor: the metric to maximise, e.g. ``'recall@20'``.
+        patience: epochs without improvement before :attr:`should_stop` (``0``: never).
+    """
+
+    def __init__(self, monitor: str, patience: int) -> None:
+        self.monitor, self.patience = monitor, patience
+        self.best_value = -math.inf
+        self.best_epoch = 0
+        self.best_valid: dict[str, float] = {}
+        self.best_state: dict[str, Any] | None = None
+        self.bad_epochs = 0
+
+    def update(self, epoch: int, valid: dict[str, float], model: torch.nn.Module) -> bool:
+        """Records the metrics of ``epoch``; keeps ``model``'s parameters if they are the best."""
+        if valid[self.monitor] > self.best_value:
+            self.best_value, self.best_epoch, self.best_valid = valid[self.monitor], epoch, valid
+            self.best_state, self.bad_epochs = state_to_cpu(model), 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid,
+            "best_state": self.best_state,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class _Log:
+    """Per-epoch reporting: tqdm bars on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.interactive = enabled and _isatty(sys.stderr)
+
+    def bar(self, total: int, epoch: int) -> tqdm:
+        return tqdm(total=total, desc=f"epoch {epoch}", disable=not self.interactive, leave=False)
+
+    def epoch(self, row: dict[str, float], stopper: EarlyStopping) -> None:
+        if not self.enabled:
+            return
+        line = (
+            f"epoch {int(row['epoch']):4d}  loss {row.get('train_loss', math.nan):.4f}  "
+            f"valid {stopper.monitor} {row[f'valid_{stopper.monitor}']:.4f}  "
+            f"best {stopper.best_value:.4f} (epoch {stopper.best_epoch})  {row['seconds']:.2f}s"
+        )
+        if self.interactive:
+            tqdm.write(line)
+        else:
+            print(line, flush=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _write_history(history: list[dict[str, float]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
@@ -85,18 +191,83 @@ def _write_history(history: list[dict[str, float]], path: Path) -> None:
         path.write_text(json.dumps(history, indent=1))
 
 
-def _state_to_cpu(model: torch.nn.Module) -> dict[str, Any]:
-    # Tensors are copied to the CPU; extra state (any object, see ``get_extra_state``) is
-    # deep-copied so later training steps cannot change the kept best state.
-    return {
-        k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-        for k, v in model.state_dict().items()
-    }
-
-
 def _check_finite(loss: Tensor, epoch: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
+
+
+def train_epoch(
+    loss_fn: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+    num_batches: int,
+    epoch: int,
+    device: torch.device,
+    bar: tqdm | None = None,
+) -> dict[str, float]:
+    """One pass of Adam steps on ``loss_fn(users, pos, neg)['loss']`` over ``batches``.
+
+    Returns the mean of every loss term over the steps. On an accelerator, reading a loss
+    value waits for the device: the running loss is checked (and shown) every
+    ``DEVICE_SYNC_EVERY`` steps instead of after each one.
+    """
+    check_every = 1 if device.type == "cpu" else DEVICE_SYNC_EVERY
+    sums: dict[str, Tensor] = {}
+    steps = 0
+    for users, pos, neg in batches:
+        if steps >= num_batches:
+            break
+        users, pos, neg = users.to(device), pos.to(device), neg.to(device)
+        with value_checks(check_every == 1):  # no per-loss host syncs on accelerators
+            terms = loss_fn(users, pos, neg)
+        loss = terms["loss"]
+        if steps % check_every == 0:
+            _check_finite(loss, epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for key, value in terms.items():
+            value = value.detach()
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        steps += 1
+        if bar is not None:
+            if steps % check_every == 0:
+                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
+            bar.update()
+    if steps:
+        _check_finite(sums["loss"], epoch)
+    return {key: float(value) / max(steps, 1) for key, value in sums.items()}
+
+
+def _check_arguments(
+    data: HeteroData,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    monitor: str,
+    ks: Sequence[int],
+    resume: bool,
+    checkpoint_path: str | Path | None,
+) -> None:
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if patience < 0:
+        raise ValueError(f"patience must be >= 0, got {patience}")
+    name, _, cut = monitor.partition("@")
+    if name not in METRIC_NAMES or not cut.isdigit():
+        raise ValueError(f"monitor must look like 'recall@20', got {monitor!r}")
+    if int(cut) not in ks:
+        raise ValueError(f"monitor {monitor!r} uses a cut-off that is not in ks={tuple(ks)}")
+    num_items = data["item"].num_nodes
+    if max(ks) > num_items:
+        raise ValueError(
+            f"the data set has {num_items} items, fewer than the metric cut-off {max(ks)} in "
+            f"ks={tuple(ks)}: pass smaller ks (and monitor), e.g. ks=({min(num_items, 10)},)"
+        )
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
 
 
 def train(
@@ -120,6 +291,9 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_train_batches: int | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    evaluate_test: bool = True,
+    negative_items: Tensor | None = None,
 ) -> TrainResult:
     r"""Trains ``model`` with Adam on BPR triples and early stopping on validation.
 
@@ -140,7 +314,7 @@ def train(
         lr_decay: optional ``epoch -> factor`` multiplier of ``lr`` (``LambdaLR``).
         patience: epochs without improvement before stopping (``0`` disables it).
         monitor: validation metric used for model selection.
-        ks: cut-offs of the reported metrics.
+        ks: cut-offs of the reported metrics (each at most the number of items).
         eval_batch_size: users per full-ranking batch.
         mask_valid_at_test: also mask validation items when testing.
         seed: seeds Python, NumPy, PyTorch and the sampler.
@@ -148,25 +322,25 @@ def train(
         history_path: where to write the per-epoch history (``.json`` or ``.csv``).
         checkpoint_path: where to save the full training state after every epoch.
         resume: continue from ``checkpoint_path`` if it exists.
-        progress: show a tqdm progress bar with the running loss.
+        progress: report progress: on a terminal, a tqdm bar per epoch; otherwise (a log
+            file, CI) one plain line per epoch (epoch, loss, valid metric, best, seconds).
         max_train_batches: cap on batches per epoch (smoke tests).
+        on_epoch_end: called as ``on_epoch_end(epoch, valid_metrics)`` after each epoch's
+            validation (and after its history and checkpoint are written); an exception
+            raised in it (e.g. ``optuna.TrialPruned``) propagates out of :func:`train`.
+        evaluate_test: evaluate the restored best model on the test split; when ``False``
+            the test split is never read and :attr:`TrainResult.test` is ``{}``.
+        negative_items: a 1-D integer tensor of item ids: BPR negatives are then drawn
+            uniformly among these items only (see :class:`~pyg_multirec.sampling.BPRSampler`).
 
     A model that keeps state outside its parameters and buffers (e.g. the optimizer of
     an auxiliary estimator) stores it through ``get_extra_state``/``set_extra_state`` so
     that checkpoints resume exactly.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if patience < 0:
-        raise ValueError(f"patience must be >= 0, got {patience}")
-    if monitor.split("@")[0] not in {"recall", "ndcg", "precision", "map", "hit"}:
-        raise ValueError(f"monitor must look like 'recall@20', got {monitor!r}")
-    if int(monitor.split("@")[1]) not in ks:
-        raise ValueError(f"monitor {monitor!r} uses a cut-off that is not in ks={tuple(ks)}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs a checkpoint_path")
+    _check_arguments(data, epochs, batch_size, patience, monitor, ks, resume, checkpoint_path)
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    if negative_items is not None:
+        negative_items = check_item_ids(negative_items, num_items, "negative_items")
 
     device = resolve_device(device)
     seed_everything(seed)
@@ -179,134 +353,78 @@ def train(
     scheduler = (
         torch.optim.lr_scheduler.LambdaLR(optimizer, lr_decay) if lr_decay is not None else None
     )
-
-    train_edges = data[TRAIN_EDGE].edge_index.cpu()
-    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    stopper = EarlyStopping(monitor, patience)
+    stopper.best_state = state_to_cpu(model)
+    # Everything a checkpoint saves and restores, by name.
+    components = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "stopping": stopper,
+    }
 
     history: list[dict[str, float]] = []
-    best_value, best_epoch, best_state = -math.inf, 0, _state_to_cpu(model)
-    best_valid: dict[str, float] = {}
-    start_epoch, bad_epochs, stopped_early = 1, 0, False
-    train_seconds: list[float] = []
-
+    start_epoch = 1
     ckpt_path = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{ckpt_path} is not a training checkpoint of this version")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history, best_value, best_epoch = state["history"], state["best_value"], state["best_epoch"]
-        best_state, best_valid, bad_epochs = state["best_state"], state["best_valid"], state["bad"]
-        train_seconds = state["train_seconds"]
-        start_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        state = TrainingState.load(ckpt_path)
+        state.restore(components)
+        history, start_epoch = state.history, state.epoch + 1
 
     sampler = BPRSampler(
-        train_edges, num_users, num_items, batch_size, seed=seed * EPOCH_SEED_STRIDE
+        data[TRAIN_EDGE].edge_index.cpu(),
+        num_users,
+        num_items,
+        batch_size,
+        seed=seed * EPOCH_SEED_STRIDE,
+        negative_items=negative_items,
     )
+    num_batches = (
+        len(sampler) if max_train_batches is None else min(len(sampler), max_train_batches)
+    )
+    log = _Log(progress)
+    stopped_early = False
     for epoch in range(start_epoch, epochs + 1):
-        if patience and bad_epochs >= patience:
+        if stopper.should_stop:
             stopped_early = True
             break
         model.train()
         model.on_epoch_start(epoch)
         sampler.set_epoch(epoch)  # negatives of epoch e depend only on (seed, e): resumable
-        total = len(sampler) if max_train_batches is None else min(len(sampler), max_train_batches)
-        bar = tqdm(total=total, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        sums: dict[str, Tensor] = {}
-        steps = 0
-        # On an accelerator, reading a loss value waits for the device: check (and show)
-        # the running loss every few steps instead of after each one.
-        check_every = 1 if device.type == "cpu" else DEVICE_SYNC_EVERY
+        bar = log.bar(num_batches, epoch)
         tic = time.perf_counter()
-        for users, pos, neg in sampler:
-            if steps >= total:
-                break
-            users, pos, neg = users.to(device), pos.to(device), neg.to(device)
-            with value_checks(check_every == 1):  # no per-loss host syncs on accelerators
-                terms = model.loss(users, pos, neg)
-            loss = terms["loss"]
-            if steps % check_every == 0:
-                _check_finite(loss, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for key, value in terms.items():
-                value = value.detach()
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            steps += 1
-            if steps % check_every == 0:
-                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
-            bar.update()
+        losses = train_epoch(model.loss, optimizer, sampler, num_batches, epoch, device, bar)
         bar.close()
-        if steps:
-            _check_finite(sums["loss"], epoch)
         if scheduler is not None:
             scheduler.step()
         seconds = time.perf_counter() - tic
-        train_seconds.append(seconds)
 
         valid = evaluate(model, data, "valid", ks=ks, batch_size=eval_batch_size)
-        row = {"epoch": epoch, "seconds": seconds}
-        row.update({f"train_{k}": float(v) / max(steps, 1) for k, v in sums.items()})
+        stopper.update(epoch, valid, model)
+        row: dict[str, float] = {"epoch": epoch, "seconds": seconds}
+        row.update({f"train_{k}": v for k, v in losses.items()})
         row.update({f"valid_{k}": v for k, v in valid.items() if k != "num_rows"})
         history.append(row)
-        if valid[monitor] > best_value:
-            best_value, best_epoch, best_valid = valid[monitor], epoch, valid
-            best_state, bad_epochs = _state_to_cpu(model), 0
-        else:
-            bad_epochs += 1
-        if progress:
-            tqdm.write(
-                f"epoch {epoch:4d}  loss {row.get('train_loss', float('nan')):.4f}  "
-                f"valid {monitor} {valid[monitor]:.4f}  best {best_value:.4f} (epoch {best_epoch})"
-                f"  {seconds:.2f}s"
-            )
+        log.epoch(row, stopper)
         if history_path is not None:
             _write_history(history, Path(history_path))
         if ckpt_path is not None:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "version": CHECKPOINT_VERSION,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": history,
-                    "best_value": best_value,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "best_valid": best_valid,
-                    "bad": bad_epochs,
-                    "train_seconds": train_seconds,
-                    "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all()
-                    if torch.cuda.is_available()
-                    else None,
-                },
-                ckpt_path,
-            )
+            TrainingState.capture(epoch, history, components).save(ckpt_path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, dict(valid))
 
-    model.load_state_dict(copy.deepcopy(best_state))
-    model.on_epoch_start(best_epoch)  # lets models rebuild caches from the restored parameters
-    test = evaluate(
-        model, data, "test", ks=ks, batch_size=eval_batch_size, mask_valid=mask_valid_at_test
-    )
+    model.load_state_dict(copy.deepcopy(stopper.best_state))
+    model.on_epoch_start(stopper.best_epoch)  # lets models rebuild caches from the restored state
+    test = {}
+    if evaluate_test:
+        test = evaluate(
+            model, data, "test", ks=ks, batch_size=eval_batch_size, mask_valid=mask_valid_at_test
+        )
     return TrainResult(
-        best_epoch=best_epoch,
-        best_valid=best_valid,
+        best_epoch=stopper.best_epoch,
+        best_valid=stopper.best_valid,
         test=test,
         history=history,
-        seconds_per_epoch=float(np.mean(train_seconds)) if train_seconds else 0.0,
+        seconds_per_epoch=float(np.mean([row["seconds"] for row in history])) if history else 0.0,
         stopped_early=stopped_early,
     )

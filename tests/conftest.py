@@ -1,15 +1,14 @@
-"""Shared fixtures: the examples folder on sys.path, small planted data, the real data path."""
+"""Shared fixtures: small planted data, the real data path. (The example scripts are loaded
+by path: ``tests.helpers.load_example``.)"""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
 
 DATA_ROOT = Path(os.environ.get("PYG_MULTIREC_DATA", REPO.parent / "shared" / "data"))
 

@@ -4,7 +4,6 @@ shared helpers."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import statistics
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = ("conv", "knn")
@@ -22,10 +23,8 @@ QUICK_TIMEOUT_S = 300
 MIB = 1 << 20
 
 
-def _import(name: str):
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module(name)
+#: The scripts import the installed pyg_multirec; in a subprocess, make it this checkout's.
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,8 @@ def quick_runs(tmp_path_factory):
         out = out_dir / f"{script}.json"
         command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out)]
         procs[script] = (
-            subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True),
+            subprocess.Popen(command, cwd=REPO, env=CHECKOUT_ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True),
             out,
         )
     runs = {}
@@ -64,7 +63,7 @@ def test_conv_quick_run_writes_consistent_json(quick_runs):
     assert returncode == 0, stdout
     assert "| scale | layers |" in stdout and "all targets met:" in stdout
     _check_common_payload(payload, "conv")
-    conv = _import("conv")
+    conv = load_benchmark("conv")
     assert [e["num_layers"] for e in payload["results"]] == list(conv.NUM_LAYERS)
     for e in payload["results"]:
         assert e["scale"] == "quick" and e["embedding_dim"] == 64
@@ -88,7 +87,7 @@ def test_knn_quick_run_writes_consistent_json(quick_runs):
     assert returncode == 0, stdout
     assert "| scale | items | workload |" in stdout
     _check_common_payload(payload, "knn")
-    knn = _import("knn")
+    knn = load_benchmark("knn")
     (entry,) = payload["results"]
     assert entry["feature_dim"] == 4096 and entry["k"] == 10
     assert set(entry["cases"]) == set(knn.CASES)
@@ -120,7 +119,7 @@ def test_knn_quick_run_writes_consistent_json(quick_runs):
 # ----------------------------------------------------------------------------------------
 # the references inside the scripts
 def test_conv_references_match_an_explicit_propagation():
-    conv = _import("conv")
+    conv = load_benchmark("conv")
     gen = torch.Generator().manual_seed(0)
     num_users, num_items = 7, 5
     pairs = torch.stack([torch.randint(0, num_users, (20,), generator=gen),
@@ -151,7 +150,7 @@ def test_conv_references_match_an_explicit_propagation():
 
 
 def test_dense_knn_reference_matches_the_library():
-    knn = _import("knn")
+    knn = load_benchmark("knn")
     from pyg_multirec.nn import knn_item_graph
 
     x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1))
@@ -175,7 +174,7 @@ def test_dense_knn_reference_matches_the_library():
 
 
 def test_knn_step_cases_agree_in_loss_and_gradients(tmp_path):
-    knn = _import("knn")
+    knn = load_benchmark("knn")
     from pyg_multirec.nn import knn_item_graph
 
     x = torch.randn(60, 32, generator=torch.Generator().manual_seed(2))
@@ -194,7 +193,7 @@ def test_knn_step_cases_agree_in_loss_and_gradients(tmp_path):
 
 
 def test_knn_case_mode_errors():
-    knn = _import("knn")
+    knn = load_benchmark("knn")
     with pytest.raises(ValueError, match="--case must list some of"):
         knn.main(["--case", "build-sparse", "--features", __file__])
     with pytest.raises(FileNotFoundError, match="--case needs --features FILE"):
@@ -206,7 +205,7 @@ def test_knn_case_mode_errors():
 
 
 def test_conv_argument_errors():
-    conv = _import("conv")
+    conv = load_benchmark("conv")
     with pytest.raises(ValueError, match="--scales must name some of"):
         conv.main(["--scales", "baby,movies"])
     with pytest.raises(ValueError, match="--repeats must be >= 1"):
@@ -221,7 +220,7 @@ def test_conv_argument_errors():
 # ----------------------------------------------------------------------------------------
 # shared helpers
 def test_scales_are_the_papers_data_sets():
-    common = _import("_common")
+    common = load_benchmark("_common")
     sizes = {s.name: (s.num_users, s.num_items, s.num_interactions)
              for s in common.parse_scales("baby, Sports,clothing", quick=False)}
     assert sizes == {
@@ -233,7 +232,7 @@ def test_scales_are_the_papers_data_sets():
 
 
 def test_peak_memory_sees_a_large_temporary_allocation():
-    common = _import("_common")
+    common = load_benchmark("_common")
     with common.PeakMemory(torch.device("cpu")) as memory:
         block = torch.ones(64 * MIB // 4)  # 64 MiB, touched
         del block
@@ -245,7 +244,7 @@ def test_peak_memory_sees_a_large_temporary_allocation():
 
 
 def test_interleaved_timings_and_median():
-    common = _import("_common")
+    common = load_benchmark("_common")
     calls = []
     times = common.interleaved_timings(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
@@ -257,7 +256,7 @@ def test_interleaved_timings_and_median():
 
 
 def test_markdown_table_and_merge(tmp_path):
-    common = _import("_common")
+    common = load_benchmark("_common")
     text = common.markdown_table(["a", "b", "ok"], [["x", 1.23456, True], ["y", 2, False]])
     assert text.splitlines() == [
         "| a | b | ok |", "|---|---|---|", "| x | 1.23 | yes |", "| y | 2 | **no** |",
@@ -275,16 +274,15 @@ def test_models_quick(tmp_path):
     """``benchmarks/models.py --quick``: all six models train, evaluate and report positive
     times (in a subprocess, which runs the cases in one child process)."""
     out = tmp_path / "models.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "models.py"), "--quick", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
+        cwd=REPO, env=CHECKOUT_ENV, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "s/epoch extrapolated from 2 steps" in proc.stdout
     payload = json.loads(out.read_text())
     _check_common_payload(payload, "models")
-    models = _import("models")
+    models = load_benchmark("models")
     assert [e["model"] for e in payload["results"]] == list(models.MODELS)
     assert payload["results"][0]["peak_extra_bytes"] > 0
     for e in payload["results"]:
@@ -307,11 +305,10 @@ def test_models_quick(tmp_path):
 def test_models_quick_full_epoch(tmp_path):
     """``--full-epoch`` times one real epoch instead of extrapolating from the steps."""
     out = tmp_path / "models.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "models.py"), "--quick", "--full-epoch",
          "--models", "mf,sea-a", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
+        cwd=REPO, env=CHECKOUT_ENV, capture_output=True, text=True, timeout=QUICK_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "s/epoch timed over one full epoch" in proc.stdout

@@ -190,3 +190,85 @@ def test_sample_negatives_errors():
         sample_negatives(torch.tensor([0]), keys.float(), 4)
     with pytest.raises(ValueError, match="'users' contains negative ids"):
         sample_negatives(torch.tensor([-1]), keys, 4)
+
+
+def _pre_option_epoch(edges, num_users, num_items, batch_size, num_negatives, seed, epoch):
+    """The sampler's epoch as written before ``negative_items`` existed (reference)."""
+    generator = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(edges.size(1), generator=generator)
+    users, pos = edges[0][order], edges[1][order]
+    keys = interaction_keys(edges, num_items)
+    neg = sample_negatives(users, keys, num_items, num_negatives, generator=generator)
+    return [
+        (users[s : s + batch_size], pos[s : s + batch_size], neg[s : s + batch_size])
+        for s in range(0, edges.size(1), batch_size)
+    ]
+
+
+@pytest.mark.parametrize("num_negatives", [1, 3])
+def test_default_draws_are_unchanged_by_the_negative_items_option(num_negatives):
+    edges = random_edges(60, 40, 0.2, seed=4)
+    sampler = BPRSampler(edges, 60, 40, batch_size=50, num_negatives=num_negatives, seed=11)
+    for epoch in range(2):
+        expected = _pre_option_epoch(edges, 60, 40, 50, num_negatives, seed=11, epoch=epoch)
+        got = list(sampler)
+        assert len(got) == len(expected)
+        for batch, ref in zip(got, expected):
+            assert all(torch.equal(a, b) for a, b in zip(batch, ref))
+    # the full item set as the candidate set reproduces the default draws exactly
+    everything = BPRSampler(
+        edges, 60, 40, batch_size=50, num_negatives=num_negatives, seed=11,
+        negative_items=torch.arange(40),
+    )
+    default = BPRSampler(edges, 60, 40, batch_size=50, num_negatives=num_negatives, seed=11)
+    for a, b in zip(everything, default):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("rounds", [10, 0])
+def test_negative_items_restricts_and_stays_uniform(monkeypatch, rounds):
+    monkeypatch.setattr(sampling, "MAX_REJECTION_ROUNDS", rounds)
+    num_users, num_items = 200, 50
+    edges = random_edges(num_users, num_items, 0.3, seed=5)
+    allowed = torch.tensor([3, 7, 7, 11, 20, 21, 22, 40, 49], dtype=torch.int32)  # 7 twice
+    allowed_set = set(allowed.tolist())
+    train = set(zip(edges[0].tolist(), edges[1].tolist()))
+    sampler = BPRSampler(
+        edges, num_users, num_items, batch_size=300, num_negatives=2, negative_items=allowed
+    )
+    for _ in range(3):  # three epochs
+        for users, _, neg in sampler:
+            assert neg.dtype == torch.long
+            assert set(neg.reshape(-1).tolist()) <= allowed_set
+            pairs = zip(users.repeat_interleave(2).tolist(), neg.reshape(-1).tolist())
+            assert not any(pair in train for pair in pairs)
+    # one user, many draws: uniform over the allowed items that the user has not seen
+    seen = torch.tensor([0, 7, 20, 30])
+    one = torch.stack([torch.zeros_like(seen), seen])
+    sampler = BPRSampler(one, 1, num_items, batch_size=4, num_negatives=20000,
+                         negative_items=allowed)
+    neg = next(iter(sampler))[2].reshape(-1)
+    free = sorted(allowed_set - set(seen.tolist()))
+    counts = torch.bincount(neg, minlength=num_items).double()
+    assert counts.sum() == counts[free].sum()
+    expected = counts.sum() / len(free)
+    # 99.9 % quantile of the chi-square distribution with len(free) - 1 = 5 d.o.f.
+    assert float(((counts[free] - expected) ** 2 / expected).sum()) < 20.52
+
+
+@pytest.mark.parametrize(
+    "negative_items, error, match",
+    [
+        (torch.tensor([], dtype=torch.long), ValueError, "'negative_items' is empty"),
+        (torch.tensor([0.0, 1.0]), TypeError, "'negative_items' must hold integer"),
+        (torch.tensor([[0, 1]]), ValueError, "'negative_items' must be 1-dimensional"),
+        (torch.tensor([0, 5]), ValueError, r"'negative_items' has item ids out of range .*5"),
+        (torch.tensor([-1, 2]), ValueError, r"'negative_items' has item ids out of range .*-1"),
+        ([0, 1], TypeError, "'negative_items' must be a torch.Tensor"),
+        (torch.tensor([1, 2]), ValueError, "user 0 has interacted with all 2 items of the set"),
+    ],
+)
+def test_negative_items_errors(negative_items, error, match):
+    edges = torch.tensor([[0, 0, 1], [1, 2, 0]])
+    with pytest.raises(error, match=match):
+        BPRSampler(edges, 2, 5, batch_size=2, negative_items=negative_items)

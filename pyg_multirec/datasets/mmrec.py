@@ -13,6 +13,15 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 
+from pyg_multirec.datasets.layout import (
+    FEATURE_SUFFIX,
+    ITEM_COLUMN,
+    LABEL_COLUMN,
+    SPLIT_LABELS,
+    USER_COLUMN,
+    inter_file,
+    modality_of,
+)
 from pyg_multirec.datasets.validation import (
     ITEM,
     SPLITS,
@@ -24,13 +33,6 @@ from pyg_multirec.datasets.validation import (
 )
 
 CACHE_ENV = "PYG_MULTIREC_CACHE"
-FEATURE_SUFFIX = "_feat.npy"
-INTER_SUFFIX = ".inter"
-USER_COLUMN = "userID"
-ITEM_COLUMN = "itemID"
-LABEL_COLUMN = "x_label"
-# x_label value of each split in an MMRec .inter file.
-SPLIT_LABELS = {"train": 0, "valid": 1, "test": 2}
 PROCESSED_DIR_NAME = "processed"
 # Bump when the processed format changes, so that stale caches are not loaded.
 PROCESSED_VERSION = 1
@@ -168,10 +170,15 @@ class MMRecDataset(InMemoryDataset):
             (default: :obj:`None`)
         force_reload (bool, optional): re-process even if a processed file exists.
             (default: :obj:`False`)
+        allow_no_modality (bool, optional): accept a folder without any ``*_feat.npy``
+            (pure interaction data, for models such as MF and LightGCN): then
+            ``data.modalities`` is empty and ``num_items`` is the largest ``itemID`` plus
+            one. (default: :obj:`False`)
 
     Raises:
-        FileNotFoundError: if ``root/name/{name}.inter`` or every ``*_feat.npy`` is missing
-            (the message says which files to place where).
+        FileNotFoundError: if ``root/name/{name}.inter`` or (unless
+            :obj:`allow_no_modality`) every ``*_feat.npy`` is missing (the message says
+            which files to place where).
         ValueError: on a malformed ``.inter`` header, non-integer ids, ``x_label`` values
             other than 0/1/2, non-contiguous user ids, feature files with differing or too
             few rows, or any violation of the data contract (NaN features, empty split, ...).
@@ -184,12 +191,14 @@ class MMRecDataset(InMemoryDataset):
         transform: Callable | None = None,
         pre_transform: Callable | None = None,
         force_reload: bool = False,
+        allow_no_modality: bool = False,
     ) -> None:
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"'root' must be a str or Path (got {type(root).__name__})")
         if not isinstance(name, str) or not name or name != osp.basename(name):
             raise ValueError(f"'name' must be a plain folder name such as 'baby' (got {name!r})")
         self.name = name
+        self.allow_no_modality = bool(allow_no_modality)
         self._folder = Path(root).expanduser().resolve() / name
         self._check_raw_files()
         super().__init__(str(self._folder.parent), transform, pre_transform,
@@ -200,17 +209,15 @@ class MMRecDataset(InMemoryDataset):
         if not self._folder.is_dir():
             return []
         return sorted(
-            p.name for p in self._folder.iterdir()
-            if p.name.endswith(FEATURE_SUFFIX) and p.is_file()
-            and len(p.name) > len(FEATURE_SUFFIX)
+            p.name for p in self._folder.iterdir() if modality_of(p.name) and p.is_file()
         )
 
     def _check_raw_files(self) -> None:
-        inter = self._folder / f"{self.name}{INTER_SUFFIX}"
+        inter = self._folder / inter_file(self.name)
         missing = []
         if not inter.is_file():
             missing.append(str(inter))
-        if not self._feature_files():
+        if not self._feature_files() and not self.allow_no_modality:
             missing.append(f"at least one {self._folder}/*{FEATURE_SUFFIX}")
         if missing:
             state = "does not exist" if not self._folder.is_dir() else "exists"
@@ -226,7 +233,7 @@ class MMRecDataset(InMemoryDataset):
 
     @property
     def raw_file_names(self) -> list[str]:
-        return [f"{self.name}{INTER_SUFFIX}", *self._feature_files()]
+        return [inter_file(self.name), *self._feature_files()]
 
     @property
     def processed_dir(self) -> str:
@@ -276,7 +283,7 @@ class MMRecDataset(InMemoryDataset):
                     f"{path}: features must be a 2-D [num_items, d] array (got shape "
                     f"{array.shape})"
                 )
-            modality = file_name[: -len(FEATURE_SUFFIX)]
+            modality = modality_of(file_name)
             modalities.append(modality)
             features[modality] = torch.from_numpy(np.ascontiguousarray(array, np.float32))
             rows[file_name] = array.shape[0]
@@ -288,9 +295,12 @@ class MMRecDataset(InMemoryDataset):
         return sorted(modalities), features, next(iter(rows.values()))
 
     def process(self) -> None:
-        inter_path = self._folder / f"{self.name}{INTER_SUFFIX}"
+        inter_path = self._folder / inter_file(self.name)
         users, items, labels = read_inter(inter_path)
-        modalities, features, num_items = self._load_features()
+        if self._feature_files():
+            modalities, features, num_items = self._load_features()
+        else:  # interaction data only (allow_no_modality)
+            modalities, features, num_items = [], {}, int(items.max()) + 1
         num_users = check_contiguous_ids(users, f"{USER_COLUMN} in {inter_path}")
         if items.max() >= num_items:
             bad = np.unique(items[items >= num_items])
@@ -313,7 +323,7 @@ class MMRecDataset(InMemoryDataset):
 
         if self.pre_transform is not None:
             data = self.pre_transform(data)
-        validate_data(data)
+        validate_data(data, allow_no_modality=self.allow_no_modality)
         self.save([data], self.processed_paths[0])
 
     def __repr__(self) -> str:

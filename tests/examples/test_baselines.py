@@ -1,31 +1,34 @@
+"""The MF and LightGCN example scripts (the models are tested in tests/models/), and the
+shared example harness driven through them."""
+
+import argparse
 import json
 
 import pytest
-from lightgcn import LightGCN
 
 from pyg_multirec.experiment import build_parser, run_example
-from pyg_multirec.train import train
-from tests.helpers import baseline_recall
+from tests.helpers import load_example
 
 
-def test_lightgcn_learns(tiny_data):
-    model = LightGCN(
-        tiny_data["user"].num_nodes,
-        tiny_data["item"].num_nodes,
-        tiny_data["user", "train", "item"].edge_index,
-        dim=16,
-        num_layers=2,
-    )
-    result = train(
-        model, tiny_data, epochs=30, batch_size=256, lr=0.01, patience=10, progress=False
-    )
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    assert result.best_valid["recall@20"] > baseline_recall(tiny_data, kind="popular")
+@pytest.mark.parametrize("name", ["mf", "lightgcn"])
+def test_reg_flags_reach_the_loss(tiny_data, name):
+    example = load_example(name)
+    parser = build_parser(name, example.add_arguments, None)
+    default = example.build(tiny_data, parser.parse_args(["train"]))
+    assert (default.bpr.reg_form, default.bpr.reg_weight) == ("squared", 1e-4)
+    args = parser.parse_args(["train", "--reg-form", "norm", "--reg-weight", "0.5", "--dim", "8"])
+    model = example.build(tiny_data, args)
+    assert (model.bpr.reg_form, model.bpr.reg_weight) == ("norm", 0.5)
+    assert model.embed()[1].shape == (tiny_data["item"].num_nodes, 8)
+    old_checkpoint_config = argparse.Namespace(**{k: v for k, v in vars(args).items()
+                                                  if k != "reg_form"})  # fmt: skip
+    assert example.build(tiny_data, old_checkpoint_config).bpr.reg_form == "squared"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--reg-form", "l1"])
 
 
 def test_example_cli_train_evaluate_recommend(tmp_path, capsys):
-    import lightgcn
-
+    lightgcn = load_example("lightgcn")
     out = tmp_path / "run"
     args = [
         "--epochs",
@@ -69,7 +72,7 @@ def test_example_cli_train_evaluate_recommend(tmp_path, capsys):
 
 
 def test_mf_runs_on_real_data(ml100k_root, tmp_path):
-    import mf
+    mf = load_example("mf")
 
     result = run_example(
         "mf",
@@ -95,8 +98,7 @@ def test_mf_runs_on_real_data(ml100k_root, tmp_path):
 
 def test_plots_flag_writes_curves_and_tsne(tmp_path):
     pytest.importorskip("matplotlib")
-    import sea
-
+    sea = load_example("sea")
     argv = ["--epochs", "2", "--synthetic-users", "80", "--synthetic-items", "50",
             "--synthetic-interactions", "1000", "--club-steps", "1", "--out", str(tmp_path),
             "--quiet", "--plots"]  # fmt: skip
@@ -106,8 +108,7 @@ def test_plots_flag_writes_curves_and_tsne(tmp_path):
 
 
 def test_sea_part_representations_cover_every_modality(tiny_data):
-    import sea
-
+    sea = load_example("sea")
     args = build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(["train"])
     model = sea.build(tiny_data, args)
     parts = model.part_representations()

@@ -6,14 +6,17 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from sea import SEA, VARIANTS, add_arguments, build, resolve_components
 
 import pyg_multirec.train as train_module
 from pyg_multirec.datasets import cold_start_split
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import InfoNCELoss, NegativeL2Distance, SoloSimLoss
 from pyg_multirec.train import train
-from tests.helpers import assert_learns, bpr_batch, modal_features
+from tests.helpers import assert_learns, bpr_batch, load_example, modal_features
+
+sea = load_example("sea")
+SEA, VARIANTS, add_arguments, build = sea.SEA, sea.VARIANTS, sea.add_arguments, sea.build
+resolve_components = sea.resolve_components
 
 DIM = 16
 FAST_CLUB_STEPS = 3
@@ -307,8 +310,6 @@ def test_build_reads_every_flag(tiny_data):
     (["--item-graph-weights", "fixed", "--graph-weights", "0.5", "-1"], "finite and >= 0"),
 ])
 def test_cli_rejects_bad_flags(tmp_path, capsys, flags, message):
-    import sea
-
     with pytest.raises(SystemExit) as err:
         run_example("sea", sea.build, sea.add_arguments, argv=[
             *flags, "--synthetic-users", "50", "--synthetic-items", "30",
@@ -318,8 +319,6 @@ def test_cli_rejects_bad_flags(tmp_path, capsys, flags, message):
 
 
 def test_runs_on_real_data(ml100k_root, tmp_path):
-    import sea
-
     result = run_example("sea", sea.build, sea.add_arguments, defaults={"lr": 1e-4}, argv=[
         "--dataset", "ml100k", "--data-root", str(ml100k_root), "--epochs", "1",
         "--max-batches", "3", "--club-steps", "5", "--out", str(tmp_path), "--quiet"])

@@ -3,12 +3,20 @@ import argparse
 import pytest
 import torch
 import torch.nn.functional as F
-from vbpr import VBPR
 
 from pyg_multirec.experiment import load_data, run_example
 from pyg_multirec.nn import SeparateLearning
 from pyg_multirec.train import seed_everything, train
-from tests.helpers import SMALL_SYNTHETIC_ARGS, assert_learns, bpr_batch, modal_features
+from tests.helpers import (
+    SMALL_SYNTHETIC_ARGS,
+    assert_learns,
+    bpr_batch,
+    load_example,
+    modal_features,
+)
+
+vbpr = load_example("vbpr")
+VBPR = vbpr.VBPR
 
 
 def features(data):
@@ -121,7 +129,7 @@ def test_bad_arguments(tiny_data):
         SeparateLearning([16, 16], club_steps=0)
 
 
-def _reference_recall(vbpr, checkpoint, k=20):
+def _reference_recall(checkpoint, k=20):
     """Test Recall@k of a checkpoint, ranked by hand: inner products, training items masked,
     averaged over the users with test items."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -146,12 +154,10 @@ def _reference_recall(vbpr, checkpoint, k=20):
 
 @pytest.mark.parametrize("extra", [[], ["--sea", "--club-steps", "3"], ["--cold-start", "--sea"]])
 def test_example_cli(tmp_path, extra):
-    import vbpr
-
     out = tmp_path / "run"
     args = ["--epochs", "1", "--max-batches", "3", "--out", str(out), *SMALL_SYNTHETIC_ARGS, *extra]
     result = run_example("vbpr", vbpr.build, vbpr.add_arguments, argv=args)
-    assert result.test["recall@20"] == pytest.approx(_reference_recall(vbpr, out / "best.pt"))
+    assert result.test["recall@20"] == pytest.approx(_reference_recall(out / "best.pt"))
     assert ("train_align" in result.history[0]) == ("--sea" in extra)
     metrics = run_example("vbpr", vbpr.build, vbpr.add_arguments,
                           argv=["evaluate", "--checkpoint", str(out / "best.pt")])
@@ -160,8 +166,6 @@ def test_example_cli(tmp_path, extra):
 
 @pytest.mark.parametrize("extra", [[], ["--sea"]])
 def test_runs_on_real_data(ml100k_root, tmp_path, extra):
-    import vbpr
-
     result = run_example("vbpr", vbpr.build, vbpr.add_arguments, argv=[
         "--dataset", "ml100k", "--data-root", str(ml100k_root), "--epochs", "1",
         "--max-batches", "2", "--out", str(tmp_path), "--quiet", *extra])
@@ -170,8 +174,6 @@ def test_runs_on_real_data(ml100k_root, tmp_path, extra):
 
 
 def test_sea_flags_share_names_with_sea_and_old_flags_still_work(tiny_data):
-    import vbpr
-
     parser = argparse.ArgumentParser()
     vbpr.add_arguments(parser)
     args = parser.parse_args(["--sea", "--alpha", "0.5", "--beta", "0.25", "--tau", "0.3",
