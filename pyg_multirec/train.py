@@ -358,6 +358,13 @@ def train(
     A model that keeps state outside its parameters and buffers (e.g. the optimizer of
     an auxiliary estimator) stores it through ``get_extra_state``/``set_extra_state`` so
     that checkpoints resume exactly.
+
+    Started by ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1), the processes train
+    one model together (:mod:`pyg_multirec.distributed`, ``docs/distributed.md``):
+    ``batch_size`` is the global batch (a multiple of ``N``), gradients are averaged by
+    ``DistributedDataParallel``, rank 0 validates, logs, writes ``history_path`` and
+    ``checkpoint_path`` and calls ``on_epoch_end``, and every process returns the same
+    :class:`TrainResult`.
     """
     _check_arguments(data, epochs, batch_size, patience, monitor, ks, resume, checkpoint_path)
     num_users, num_items = data["user"].num_nodes, data["item"].num_nodes

@@ -1,8 +1,9 @@
 """Data-parallel training: two processes (torchrun, gloo on the CPU) against one.
 
-The module is also the script that torchrun starts (``__main__`` below): one launch trains
-LightGCN for 3 epochs through the example command line (writing history.json and the
-checkpoint last.pt), then MICRO and SEA for 2 short epochs, whose trainer checks at every
+The module is also the script that torchrun starts (``__main__`` below): one launch checks
+one uneven SGD step, trains LightGCN for 3 epochs through the example command line (writing
+history.json and the checkpoint last.pt), resumes that checkpoint for a 4th epoch, then
+trains MICRO and SEA for 2 short epochs, whose trainer checks at every
 epoch that the processes hold the same parameters and buffers (MICRO's rebuilt item graph,
 SEA's CLUB estimator fitted by its own optimizer, batch-norm statistics).
 """
@@ -91,7 +92,7 @@ def test_two_processes_follow_the_loss_curve_of_one(two_process_runs, tmp_path):
     assert metrics["best_epoch"] >= 1 and len(metrics["history"]) == DDP_EPOCHS
 
 
-def test_two_process_checkpoint_resumes_in_one_process(two_process_runs, tmp_path):
+def test_two_process_checkpoint_resumes_in_one_or_two_processes(two_process_runs, tmp_path):
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
     shutil.copy(two_process_runs / "lightgcn" / "last.pt", resumed_dir / "last.pt")
@@ -102,6 +103,11 @@ def test_two_process_checkpoint_resumes_in_one_process(two_process_runs, tmp_pat
     assert resumed.history[:DDP_EPOCHS] == two  # carried over from the checkpoint
     assert len(resumed.history) == DDP_EPOCHS + 1
     assert resumed.history[-1]["train_loss"] == pytest.approx(
+        straight.history[-1]["train_loss"], rel=LOSS_RTOL
+    )
+    resumed_by_two = _history(two_process_runs / "resumed")
+    assert resumed_by_two[:DDP_EPOCHS] == two
+    assert resumed_by_two[-1]["train_loss"] == pytest.approx(
         straight.history[-1]["train_loss"], rel=LOSS_RTOL
     )
 
@@ -193,6 +199,13 @@ def _check_uneven_batch(out: Path) -> None:
 def _main(out: Path) -> None:
     _check_uneven_batch(out)
     _train("lightgcn", [*LIGHTGCN_ARGS, "--epochs", str(DDP_EPOCHS)], out / "lightgcn")
+    replicas, _ = distributed.setup(torch.device("cpu"))
+    if replicas.is_main:
+        (out / "resumed").mkdir()
+        shutil.copy(out / "lightgcn" / "last.pt", out / "resumed" / "last.pt")
+    replicas.barrier()
+    resume_args = [*LIGHTGCN_ARGS, "--epochs", str(DDP_EPOCHS + 1), "--resume"]
+    _train("lightgcn", resume_args, out / "resumed")
     _train("micro", SHORT_ARGS, out / "micro")
     _train("sea", [*SHORT_ARGS, "--club-steps", "2"], out / "sea")
 
