@@ -486,11 +486,11 @@ class _Run:
         seconds = time.perf_counter() - tic
         distributed.average_running_statistics(model, replicas)
         rngs = replicas.gather(rng_state()) if self.checkpoint_path is not None else None
-        valid, seconds = replicas.on_main(
+        valid, main_seconds = replicas.on_main(
             lambda: self._validate_on_main(epoch, seconds, losses, rngs)
         )
         if not replicas.is_main:  # the same record as rank 0's
-            self._record(epoch, seconds, losses, valid)
+            self._record(epoch, main_seconds, losses, valid)
 
     def _validate_on_main(
         self,
