@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
+from pyg_multirec import distributed
 from pyg_multirec.datasets import cold_start_split, load_dataset
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.models import Recommender
@@ -165,11 +166,17 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 
 def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> TrainResult:
+    # Under torchrun (see docs/distributed.md) every process trains; rank 0 alone processes
+    # raw data files first, writes the outputs and prints.
+    replicas, _ = distributed.setup(resolve_device(args.device))
     seed_everything(args.seed)
-    data = load_data(args)
+    data = replicas.on_main(lambda: load_data(args), share=False)
+    if not replicas.is_main:
+        data = load_data(args)
     model = build_model(data, args)
     out = Path(args.out or f"runs/{name}-{args.dataset}-s{args.seed}")
-    out.mkdir(parents=True, exist_ok=True)
+    if replicas.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     result = train(
         model,
         data,
@@ -188,6 +195,14 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
         progress=not args.quiet,
         max_train_batches=args.max_batches,
     )
+    if replicas.is_main:
+        _write_outputs(name, model, result, args, out)
+    return result
+
+
+def _write_outputs(
+    name: str, model: Recommender, result: TrainResult, args: argparse.Namespace, out: Path
+) -> None:
     config = {k: v for k, v in vars(args).items() if k != "command"}
     torch.save(
         {"model": name, "config": config, "state": model.state_dict()}, out / BEST_CHECKPOINT
@@ -201,7 +216,6 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
     print(
         f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json"
     )
-    return result
 
 
 def _write_plots(model: Recommender, result: TrainResult, out: Path) -> None:
