@@ -52,7 +52,9 @@ def detect_format(text: str) -> str:
         return "micro"
     if _MMREC_TRAIN.search(text):
         return "mmrec"
-    raise ValueError("unknown log format: no MMRec 'epoch N training' and no MICRO 'Epoch N [' line")
+    raise ValueError(
+        "unknown log format: no MMRec 'epoch N training' line and no MICRO 'Epoch N [' line"
+    )
 
 
 def _number(text: Optional[str]) -> Optional[float]:

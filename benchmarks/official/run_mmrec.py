@@ -6,11 +6,12 @@ packages that the run never uses.
         --set epochs=1000 --set "reg_weight=[1.0]" -- --model BPR --dataset ml100k
     python benchmarks/official/run_mmrec.py --src OFFICIAL/SEA/src -- --model SEA --dataset ml100k
 
-Arguments after ``--`` go to the official ``main.py``. Each ``--set KEY=VALUE`` (VALUE read as a
-Python literal, else as YAML) is merged into the ``config_dict`` that ``main.py`` hands to ``quick_start``; in MMRec that
-dictionary overrides the YAML files. A key listed in a model's ``hyper_parameters`` (e.g.
-``reg_weight``, ``n_layers``) must be given as a list, e.g. ``"reg_weight=[1.0]"``: MMRec runs
-the product of these lists, so one-element lists run one configuration.
+Arguments after ``--`` go to the official ``main.py``. Each ``--set KEY=VALUE`` (VALUE read as
+a Python literal, else as YAML) is merged into the ``config_dict`` that ``main.py`` hands to
+``quick_start``; in MMRec that dictionary overrides the YAML files. A key listed in a model's
+``hyper_parameters`` (e.g. ``reg_weight``, ``n_layers``) must be given as a list, e.g.
+``"reg_weight=[1.0]"``: MMRec runs the product of these lists, so one-element lists run one
+configuration.
 
 Environment shims (they change no computation):
 
@@ -53,7 +54,8 @@ def install_shims(src: Path) -> None:
     sys.modules["wandb"] = wandb
     if importlib.util.find_spec("lmdb") is None:
         sys.modules["lmdb"] = types.ModuleType("lmdb")
-    if importlib.util.find_spec("torchvision") is None and (src / "utils" / "data_utils.py").exists():
+    has_data_utils = (src / "utils" / "data_utils.py").exists()
+    if importlib.util.find_spec("torchvision") is None and has_data_utils:
         data_utils = types.ModuleType("utils.data_utils")
         for name in ("ImageResize", "ImagePad", "image_to_tensor",
                      "load_decompress_img_from_lmdb_value"):
