@@ -22,6 +22,9 @@ Environment shims (they change no computation):
   Python's ``float``, which is what it was an alias of;
 * ``scipy.sparse.dok_matrix._update`` (a private method removed in scipy 1.12, called by
   MMRec's ``models/lightgcn.py``) is set to the public ``update``, which does the same;
+* ``torch.sparse.FloatTensor(indices, values, size)`` (a legacy constructor that SEA calls on
+  tensors already on the model's device) falls back to ``torch.sparse_coo_tensor(indices,
+  values, size)``, the same tensor, if a PyTorch version refuses non-CPU inputs;
 * a model file whose name is not lower case (SEA's ``models/SEA.py``) is also registered under
   its lower-case module name (``models.sea``), which is what MMRec's ``get_model`` imports: on
   a case-insensitive file system (where the fork was presumably run) that import finds the file.
@@ -69,6 +72,19 @@ def install_shims(src: Path) -> None:
 
     if not hasattr(sp.dok_matrix, "_update"):
         sp.dok_matrix._update = sp.dok_matrix.update  # type: ignore[attr-defined]
+    import torch
+
+    legacy_sparse = torch.sparse.FloatTensor
+
+    def sparse_float_tensor(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return legacy_sparse(*args, **kwargs)
+        except (RuntimeError, TypeError):
+            if len(args) == 3 and not kwargs and all(torch.is_tensor(a) for a in args[:2]):
+                return torch.sparse_coo_tensor(args[0], args[1], args[2])
+            raise
+
+    torch.sparse.FloatTensor = sparse_float_tensor
     for path in sorted((src / "models").glob("*.py")):
         if path.stem != path.stem.lower():
             module = importlib.import_module(f"models.{path.stem}")
