@@ -1,6 +1,7 @@
 """Turns the per-epoch log of an official run into JSON: one record per evaluated epoch.
 
     python benchmarks/official/parse_logs.py LOG [--out FILE.json] [--summary]
+    python benchmarks/official/parse_logs.py --table LOG [LOG ...]
 
 Two log formats are recognised (``--format auto`` tells them apart):
 
@@ -154,19 +155,61 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     return parse_log(path)
 
 
+def table(paths: list[str], fmt: str = "auto") -> str:
+    """A Markdown table: per log (and per configuration of an MMRec grid), the epochs
+    evaluated, the best-valid epoch, its valid and test Recall@20 and NDCG@20."""
+    lines = [
+        "| log | configuration | epochs | best epoch | valid R@20 | valid N@20 | test R@20 "
+        "| test N@20 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(record: dict[str, Any], key: str) -> str:
+        return f"{record[key]:.4f}" if key in record else "-"
+
+    for path in paths:
+        try:
+            records = parse_log(path, fmt)
+        except (OSError, ValueError) as error:
+            lines.append(f"| {Path(path).stem} | ({error}) | 0 | - | - | - | - | - |")
+            continue
+        configs = list(dict.fromkeys(r.get("config", "") for r in records)) or [""]
+        for config in configs:
+            rows = [r for r in records if r.get("config", "") == config]
+            best = best_epoch(rows)
+            if best is None:
+                lines.append(f"| {Path(path).stem} | {config} | 0 | - | - | - | - | - |")
+                continue
+            lines.append(
+                f"| {Path(path).stem} | {config} | {len(rows)} | {best['epoch']} | "
+                f"{cell(best, MONITOR)} | {cell(best, 'valid_ndcg@20')} | "
+                f"{cell(best, 'test_recall@20')} | {cell(best, 'test_ndcg@20')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("log")
+    parser.add_argument("log", nargs="+", help="one log (several with --table)")
     parser.add_argument("--format", choices=FORMATS, default="auto")
     parser.add_argument("--out", help="write the JSON here instead of standard output")
     parser.add_argument(
         "--summary", action="store_true", help="print epochs and the best-valid record instead"
     )
+    parser.add_argument(
+        "--table", action="store_true", help="print a Markdown table of the best epochs of the logs"
+    )
     args = parser.parse_args()
-    records = parse_log(args.log, args.format)
+    if args.table:
+        print(table(args.log, args.format))
+        return
+    if len(args.log) != 1:
+        parser.error("give one log (or --table)")
+    log = args.log[0]
+    records = parse_log(log, args.format)
     if args.summary:
         best = best_epoch(records)
-        print(json.dumps({"log": args.log, "epochs": len(records), "best": best}, indent=1))
+        print(json.dumps({"log": log, "epochs": len(records), "best": best}, indent=1))
         return
     text = json.dumps(records, indent=1)
     if args.out:

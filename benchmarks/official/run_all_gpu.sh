@@ -13,6 +13,8 @@
 #   BUDGET_S   wall-clock limit of every job in seconds (default 420); the script ends about
 #              BUDGET_S + 30 s after it starts.
 #   JOBS       which jobs to start (default: all of them, see the list below).
+#   EXTRA_JOBS more jobs: MMRec grid points, each one more parallel job, named bpr_reg<R>
+#              (e.g. bpr_reg1e-2) or lightgcn_l<L>_reg<R> (e.g. lightgcn_l3_reg1e-4).
 #   OURS       1 (default) also runs pyg_multirec's counterparts in parallel; 0 skips them.
 #   DEVICE     device of pyg_multirec's runs (default cuda).
 #   PYTHON     interpreter (default python3).
@@ -31,7 +33,7 @@ OURS="${OURS:-1}"
 DATASET=ml100k
 ALL_JOBS="sea bpr lightgcn micro_warm micro_cold"
 [ "$OURS" = 1 ] && ALL_JOBS="$ALL_JOBS ours_sea ours_mf ours_lightgcn ours_micro_warm ours_micro_cold"
-JOBS="${JOBS:-$ALL_JOBS}"
+JOBS="${JOBS:-$ALL_JOBS} ${EXTRA_JOBS:-}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/official_runs.XXXXXX")/official_runs"
 LOGS="$WORK/logs"
@@ -73,6 +75,18 @@ start bpr "$REPO" "${MMREC_RUN[@]}" --src "$OFFICIAL/MMRec/src" --set "reg_weigh
   -- --model BPR --dataset $DATASET
 start lightgcn "$REPO" "${MMREC_RUN[@]}" --src "$OFFICIAL/MMRec/src" \
   --set "n_layers=[2]" --set "reg_weight=[1e-3]" -- --model LightGCN --dataset $DATASET
+for name in $JOBS; do  # extra grid points named in JOBS
+  case $name in
+    bpr_reg*)
+      start "$name" "$REPO" "${MMREC_RUN[@]}" --src "$OFFICIAL/MMRec/src" \
+        --set "reg_weight=[${name#bpr_reg}]" -- --model BPR --dataset $DATASET ;;
+    lightgcn_l*_reg*)
+      layers=${name#lightgcn_l}
+      start "$name" "$REPO" "${MMREC_RUN[@]}" --src "$OFFICIAL/MMRec/src" \
+        --set "n_layers=[${layers%%_reg*}]" --set "reg_weight=[${name##*_reg}]" \
+        -- --model LightGCN --dataset $DATASET ;;
+  esac
+done
 # MICRO: README commands; --verbose 1 evaluates every epoch (default 5) and patience 20 epochs
 # matches the MMRec protocol (MICRO's default: 10 evaluations).
 MICRO_ARGS=(--dataset $DATASET --gpu_id 0 --verbose 1 --early_stopping_patience 20)
@@ -99,8 +113,11 @@ wait
 echo "all jobs done $(date -u +%FT%TZ)" >> "$LOGS/status.txt"
 
 # --- logs -> JSON, summary, figure, one archive ----------------------------------------------
-for name in sea bpr lightgcn micro_warm micro_cold; do
+OFFICIAL_LOGS=()
+for name in $JOBS; do
+  case $name in ours_*) continue ;; esac
   [ -f "$LOGS/$name.log" ] || continue
+  OFFICIAL_LOGS+=("$LOGS/$name.log")
   fmt=mmrec; case $name in micro_*) fmt=micro ;; esac
   "$PY" "$HERE/parse_logs.py" "$LOGS/$name.log" --format $fmt --out "$WORK/json/$name.json" \
     2>> "$LOGS/parse_errors.txt"
@@ -124,6 +141,12 @@ add_pair "LightGCN (2 layers)" lightgcn lightgcn
   echo '```'
   cat "$LOGS/environment.txt" "$LOGS/status.txt"
   echo '```'
+  echo
+  echo "## Official runs: best validation epoch (MICRO's NDCG is its own formula, see DIFFERENCES.md)"
+  echo
+  [ ${#OFFICIAL_LOGS[@]} -gt 0 ] && "$PY" "$HERE/parse_logs.py" --table "${OFFICIAL_LOGS[@]}" 2>&1
+  echo
+  echo "## Side by side (valid Recall@20; test Recall@20 at the best valid epoch)"
   echo
   "$PY" "$HERE/plot_side_by_side.py" --out "$WORK/side_by_side.png" --table "${PAIRS[@]}" 2>&1 |
     grep -v '^wrote '
