@@ -80,6 +80,11 @@ def test_parse_mmrec_log(tmp_path):
     assert records[2]["config"] == "['seed', 'reg_weight']=(999, 0.1)"
     best = parse_logs.best_epoch(records)
     assert best["valid_recall@20"] == pytest.approx(0.02) and best["epoch"] == 1
+    table = parse_logs.table([str(log)]).splitlines()
+    assert table[2] == (
+        "| bpr | ['seed', 'reg_weight']=(999, 1.0) | 2 | 2 | 0.0172 | 0.0140 | 0.0161 | 0.0138 |"
+    )
+    assert table[3].startswith("| bpr | ['seed', 'reg_weight']=(999, 0.1) | 1 | 1 | 0.0200 |")
 
 
 def test_parse_micro_log(tmp_path):
