@@ -105,9 +105,11 @@ case " $JOBS " in  # process the data set once, before five processes race to wr
     >> "$LOGS/environment.txt" 2>&1 ;;
 esac
 start ours_sea "$REPO" "$PY" examples/sea.py "${OURS_ARGS[@]}" --out "$WORK/ours/sea"
-start ours_mf "$REPO" "$PY" examples/mf.py "${OURS_ARGS[@]}" --out "$WORK/ours/mf"
+# MF and LightGCN with the configuration of the MMRec jobs above (MMRec's EmbLoss: norm form).
+start ours_mf "$REPO" "$PY" examples/mf.py "${OURS_ARGS[@]}" --reg-form norm --reg-weight 1.0 \
+  --out "$WORK/ours/mf"
 start ours_lightgcn "$REPO" "$PY" examples/lightgcn.py "${OURS_ARGS[@]}" --layers 2 \
-  --out "$WORK/ours/lightgcn"
+  --reg-form norm --reg-weight 1e-3 --out "$WORK/ours/lightgcn"
 start ours_micro_warm "$REPO" "$PY" examples/micro.py "${OURS_ARGS[@]}" "${MICRO_OFFICIAL[@]}" \
   --out "$WORK/ours/micro_warm"
 start ours_micro_cold "$REPO" "$PY" examples/micro.py "${OURS_ARGS[@]}" "${MICRO_OFFICIAL[@]}" \
