@@ -38,6 +38,8 @@ Usage::
     python benchmarks/models.py --scales baby --batches 10
     python benchmarks/models.py --scales clothing --models sea-a,sea-d --merge
     python benchmarks/models.py --quick
+    python benchmarks/models.py --dataset ml100k --data-root ../shared/data \
+        --models sea-a,sea-b --interleave
 """
 
 from __future__ import annotations
@@ -312,17 +314,28 @@ def run_interleaved(
 
 # ----------------------------------------------------------------------------------------
 # the parent: data once per scale, one subprocess per model
-def make_data_file(scale: Scale, seed: int, workdir: Path) -> Path:
+def load_real(name: str, root: str) -> tuple[Scale, Any]:
+    """``--dataset``: an MMRec folder ``root/name`` as a scale (its training interactions)
+    and its data."""
+    from pyg_multirec.datasets import load_dataset
+
+    data = load_dataset(name, root)
+    train = data["user", "train", "item"].edge_index.size(1)
+    return Scale(name, data["user"].num_nodes, data["item"].num_nodes, train), data
+
+
+def make_data_file(scale: Scale, seed: int, workdir: Path, data: Any = None) -> Path:
     from pyg_multirec.datasets import SyntheticMultiModal
 
     start = time.perf_counter()
-    data = SyntheticMultiModal(
-        num_users=scale.num_users,
-        num_items=scale.num_items,
-        num_interactions=scale.num_interactions,
-        modality_dims={"image": IMAGE_DIM, "text": TEXT_DIM},
-        seed=seed,
-    )[0]
+    if data is None:
+        data = SyntheticMultiModal(
+            num_users=scale.num_users,
+            num_items=scale.num_items,
+            num_interactions=scale.num_interactions,
+            modality_dims={"image": IMAGE_DIM, "text": TEXT_DIM},
+            seed=seed,
+        )[0]
     path = workdir / f"{scale.name}.pt"
     torch.save(data, path)
     print(f"[{scale.name}] data set generated ({time.perf_counter() - start:.1f} s)", flush=True)
@@ -330,8 +343,8 @@ def make_data_file(scale: Scale, seed: int, workdir: Path) -> Path:
 
 
 def run_scale(scale: Scale, models: list[str], args: argparse.Namespace,
-              workdir: Path) -> list[dict[str, Any]]:
-    data_file = make_data_file(scale, args.seed, workdir)
+              workdir: Path, data: Any = None) -> list[dict[str, Any]]:
+    data_file = make_data_file(scale, args.seed, workdir, data)
     entries = []
     # One fresh process per model; --quick saves process starts with one for all.
     groups = [models] if args.quick or args.interleave else [[name] for name in models]
@@ -442,6 +455,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--interleave", action="store_true",
                         help="build all models in one process and alternate their training "
                         "steps (steadier ratios on a loaded machine; no evaluation or memory)")
+    parser.add_argument("--dataset", default=None,
+                        help="an MMRec folder under --data-root (e.g. ml100k) instead of the "
+                        "synthetic --scales")
+    parser.add_argument("--data-root", default=str(REPO_ROOT.parent / "shared" / "data"),
+                        help="folder holding MMRec datasets (default: ../shared/data)")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
@@ -469,7 +487,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.batches, args.warmup = QUICK_BATCHES, QUICK_WARMUP
     models = parse_models(args.models)
-    scales = parse_scales(args.scales, args.quick)
+    real = load_real(args.dataset, args.data_root) if args.dataset else None
+    scales = [real[0]] if real is not None else parse_scales(args.scales, args.quick)
     out = args.out or default_out_path(SCRIPT, device, args.quick)
     payload: dict[str, Any] = {
         **payload_header(SCRIPT, device, args.quick),
@@ -490,7 +509,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for scale in scales:
-            results += run_scale(scale, models, args, Path(tmp))
+            results += run_scale(scale, models, args, Path(tmp),
+                                 real[1] if real is not None else None)
             payload["results"] = (
                 merge_results(out, results, ("scale", "model")) if args.merge else results
             )
