@@ -125,18 +125,21 @@ class ClosedFormFit:
         self.active = 0
         self.x = torch.zeros(capacity, fx, **new)
         self.y = torch.zeros(capacity, fy, **new)
-        self.weight = torch.zeros(capacity, 1, **new)  # w_i
-        self.neg_weight = torch.zeros(capacity, 1, **new)  # -w_i
-        self.half_weight = torch.zeros(capacity, 1, **new)  # w_i / 2
-        self.neg_half_weight = torch.zeros(capacity, 1, **new)  # -w_i / 2
+        self.count = 0  # rows of the batch (the rest is padding)
+        self.weight = torch.zeros(capacity, 1, **new)  # w_i = 1 / B on the batch, 0 on padding
+        self.mask = torch.zeros(capacity, 1, **new)  # 1 on the batch, 0 on padding
+        # -1 / B on the mean head's entries of the flat gradient, -1 / (2B) on the others'
+        self.grad_scale = torch.zeros_like(self.flat)
+        self._head_of_entry = torch.cat([
+            torch.full((p.numel(),), float(i % NUM_HEADS), **new)
+            for i, p in enumerate(self.params)
+        ])
         self.hidden = torch.zeros(NUM_HEADS * hid, capacity, **new)  # transposed: (2H, B)
         self.grad_hidden = torch.zeros(NUM_HEADS * hid, capacity, **new)
         self.out = torch.zeros(NUM_HEADS, capacity, fy, **new)  # mu, then t = tanh(.)
         self.grad_out = torch.zeros(NUM_HEADS, capacity, fy, **new)  # dL/dmu, dL/d(pre-tanh)
         self.resid = torch.zeros(capacity, fy, **new)  # r = y - mu
         self.inv_var = torch.zeros(capacity, fy, **new)  # e^{-t}
-        self.scaled = torch.zeros(capacity, fy, **new)  # r e^{-t}
-        self.sq = torch.zeros(capacity, fy, **new)  # r^2 e^{-t}
 
     def _param_views(self, flat: Tensor, sizes: list[int]) -> list[Tensor]:
         """Views of ``flat`` shaped like the parameters (the second-layer weights are
@@ -165,18 +168,19 @@ class ClosedFormFit:
         """Copies a batch into the work buffers. With ``pad``, every step covers all
         ``capacity`` rows (fixed shapes, as a CUDA graph needs) and the rows past the batch
         are zero with weight zero; otherwise the steps cover the batch's rows only."""
-        count = x.size(0)
+        count = self.count = x.size(0)
         self.active = self.capacity if pad else count
         self.x[:count].copy_(x)
         self.y[:count].copy_(y)
         self.weight[:count].fill_(1.0 / count)
+        self.mask[:count].fill_(1.0)
         if pad and count < self.capacity:
             self.x[count:].zero_()
             self.y[count:].zero_()
             self.weight[count:].zero_()
-        torch.neg(self.weight, out=self.neg_weight)
-        torch.mul(self.weight, HALF, out=self.half_weight)
-        torch.neg(self.half_weight, out=self.neg_half_weight)
+            self.mask[count:].zero_()
+        # -w for the mean head (entry 0), -w/2 for the log-variance head (entry 1)
+        torch.mul(self._head_of_entry, HALF / count, out=self.grad_scale).sub_(1.0 / count)
 
     def load(self) -> None:
         """Parameters and Adam state of the module into the flat buffers."""
@@ -234,53 +238,67 @@ def _layers(flat: Tensor, fx: int, fy: int, hid: int) -> tuple[Tensor, ...]:
 
 
 class _Active:
-    """The work buffers of :class:`ClosedFormFit` cut to the first ``rows`` rows."""
+    """The work buffers of :class:`ClosedFormFit` cut to the first ``rows`` rows, with the
+    views a step uses made once."""
 
     def __init__(self, fit: ClosedFormFit, rows: int) -> None:
-        self.fit, self.rows = fit, rows
-        self.hidden_channels = fit.estimator.hidden_channels
-        self.y_dim = fit.estimator.y_dim
-        for name in ("x", "y", "weight", "neg_weight", "half_weight", "neg_half_weight",
-                     "resid", "inv_var", "scaled", "sq"):
-            setattr(self, name, getattr(fit, name)[:rows])
+        hid = fit.estimator.hidden_channels
+        self.fit, self.rows, self.y_dim = fit, rows, fit.estimator.y_dim
+        self.padded = rows > fit.count  # rows of weight zero to cancel
+        self.x, self.y, self.resid, self.inv_var = (
+            getattr(fit, name)[:rows] for name in ("x", "y", "resid", "inv_var")
+        )
+        self.mask = fit.mask[:rows]
+        self.x_t = self.x.t()
         self.hidden, self.grad_hidden = fit.hidden[:, :rows], fit.grad_hidden[:, :rows]
+        self.heads = self.hidden.view(NUM_HEADS, hid, rows)  # (2, H, B)
+        self.heads_t = self.heads.transpose(1, 2)  # (2, B, H)
+        self.grad_heads = self.grad_hidden.view(NUM_HEADS, hid, rows)
         self.out, self.grad_out = fit.out[:, :rows], fit.grad_out[:, :rows]
+        self.grad_out_t = self.grad_out.transpose(1, 2)
+        self.mu, self.t = self.out[0], self.out[1]
+        self.grad_mu, self.grad_t = self.grad_out[0], self.grad_out[1]
 
 
 def _step(b: _Active, settings: tuple[float, ...], want_loss: bool) -> Optional[Tensor]:
-    """One inner step: closed-form forward and backward, then one fused Adam update."""
-    f, hid, rows = b.fit, b.hidden_channels, b.rows
+    r"""One inner step: closed-form forward and backward, then one fused Adam update.
+
+    The backward pass is linear in :math:`\partial \mathcal{L}_q / \partial(\mu, t)`, so it
+    runs on :math:`-\partial \mathcal{L}_q / (w_i \, \partial \mu) = r e^{-t}` and
+    :math:`-2 \partial \mathcal{L}_q / (w_i \, \partial t) = r^2 e^{-t} - 1` and the flat
+    gradient is scaled once at the end (by :math:`-w` for the mean head's parameters,
+    :math:`-w/2` for the log-variance head's; padding rows are zeroed first)."""
+    f = b.fit
     # Forward. Both first layers at once, transposed: (2H, B) = W_1 x^T + b_1.
-    torch.addmm(f.b1, f.w1, b.x.t(), out=b.hidden)
+    torch.addmm(f.b1, f.w1, b.x_t, out=b.hidden)
     b.hidden.relu_()
-    heads = b.hidden.view(NUM_HEADS, hid, rows)  # (2, H, B)
-    torch.baddbmm(f.b2, heads.transpose(1, 2), f.w2t, out=b.out)  # (2, B, F_y)
-    mu, t = b.out[0], b.out[1]
+    torch.baddbmm(f.b2, b.heads_t, f.w2t, out=b.out)  # (2, B, F_y): mu, pre-tanh
+    t = b.t
     # t = tanh(s) = 2 sigmoid(2 s) - 1 (the sigmoid kernel is several times faster)
     torch.sigmoid(t.mul_(2.0), out=t).mul_(2.0).sub_(1.0)
-    torch.sub(b.y, mu, out=b.resid)
-    torch.neg(t, out=b.inv_var).exp_()
-    torch.mul(b.resid, b.inv_var, out=b.scaled)  # r e^{-t}
-    torch.mul(b.resid, b.scaled, out=b.sq)  # r^2 e^{-t}
+    torch.sub(b.y, b.mu, out=b.resid)  # r
+    torch.neg(t, out=b.inv_var).exp_()  # e^{-t}
+    torch.mul(b.resid, b.inv_var, out=b.grad_mu)  # r e^{-t}
+    torch.mul(b.resid, b.grad_mu, out=b.grad_t)  # r^2 e^{-t}
     loss = None
     if want_loss:  # L_q before this step's update
-        per_row = (b.sq + t).sum(dim=1, keepdim=True).add_(b.y_dim * LOG_2PI)
-        loss = HALF * (b.weight * per_row).sum()
-    # dL/dmu = -w r e^{-t}; dL/dt = w (1 - r^2 e^{-t}) / 2, then through the tanh
-    grad_mu, grad_t = b.grad_out[0], b.grad_out[1]
-    torch.mul(b.scaled, b.neg_weight, out=grad_mu)
-    torch.mul(b.sq, b.neg_half_weight, out=grad_t).add_(b.half_weight)
-    torch.ops.aten.tanh_backward.grad_input(grad_t, t, grad_input=grad_t)
+        per_row = (b.grad_t + t).sum(dim=1, keepdim=True).add_(b.y_dim * LOG_2PI)
+        loss = HALF * (f.weight[: b.rows] * per_row).sum()
+    b.grad_t.sub_(1.0)
+    torch.ops.aten.tanh_backward.grad_input(b.grad_t, t, grad_input=b.grad_t)
+    if b.padded:
+        b.grad_out.mul_(b.mask)
     # Second layers: weights (transposed), biases, hidden units (transposed).
-    torch.bmm(heads, b.grad_out, out=f.g_w2t)
+    torch.bmm(b.heads, b.grad_out, out=f.g_w2t)
     torch.sum(b.grad_out, dim=1, keepdim=True, out=f.g_b2)
-    torch.bmm(f.w2t, b.grad_out.transpose(1, 2), out=b.grad_hidden.view(NUM_HEADS, hid, rows))
+    torch.bmm(f.w2t, b.grad_out_t, out=b.grad_heads)
     torch.ops.aten.threshold_backward.grad_input(
         b.grad_hidden, b.hidden, 0.0, grad_input=b.grad_hidden
     )
     # First layers.
     torch.mm(b.grad_hidden, b.x, out=f.g_w1)
     torch.sum(b.grad_hidden, dim=1, keepdim=True, out=f.g_b1)
+    f.grad.mul_(f.grad_scale)
     # Adam (as torch.optim.Adam(fused=True): the step count first, then the fused update)
     lr, beta1, beta2, eps, weight_decay = settings
     f.step.add_(1)
