@@ -114,6 +114,8 @@ class ClosedFormFit:
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.step = torch.zeros((), dtype=torch.float32, device=like.device)  # as fused Adam
+        self.one = torch.ones((), **new)
+        self.minus_one = -self.one
         # Views shaped like the parameters (for load / store), and one per layer (the step).
         self._flat_views = self._param_views(self.flat, sizes)
         self._avg_views = self._param_views(self.exp_avg, sizes)
@@ -136,7 +138,7 @@ class ClosedFormFit:
         ])
         self.hidden = torch.zeros(NUM_HEADS * hid, capacity, **new)  # transposed: (2H, B)
         self.grad_hidden = torch.zeros(NUM_HEADS * hid, capacity, **new)
-        self.out = torch.zeros(NUM_HEADS, capacity, fy, **new)  # mu, then t = tanh(.)
+        self.out = torch.zeros(NUM_HEADS, capacity, fy, **new)  # 2 mu, then -t (see _step)
         self.grad_out = torch.zeros(NUM_HEADS, capacity, fy, **new)  # dL/dmu, dL/d(pre-tanh)
         self.resid = torch.zeros(capacity, fy, **new)  # r = y - mu
         self.inv_var = torch.zeros(capacity, fy, **new)  # e^{-t}
@@ -256,7 +258,7 @@ class _Active:
         self.grad_heads = self.grad_hidden.view(NUM_HEADS, hid, rows)
         self.out, self.grad_out = fit.out[:, :rows], fit.grad_out[:, :rows]
         self.grad_out_t = self.grad_out.transpose(1, 2)
-        self.mu, self.t = self.out[0], self.out[1]
+        self.two_mu, self.t = self.out[0], self.out[1]
         self.grad_mu, self.grad_t = self.grad_out[0], self.grad_out[1]
 
 
@@ -272,20 +274,21 @@ def _step(b: _Active, settings: tuple[float, ...], want_loss: bool) -> Optional[
     # Forward. Both first layers at once, transposed: (2H, B) = W_1 x^T + b_1.
     torch.addmm(f.b1, f.w1, b.x_t, out=b.hidden)
     b.hidden.relu_()
-    torch.baddbmm(f.b2, b.heads_t, f.w2t, out=b.out)  # (2, B, F_y): mu, pre-tanh
-    t = b.t
-    # t = tanh(s) = 2 sigmoid(2 s) - 1 (the sigmoid kernel is several times faster)
-    torch.sigmoid(t.mul_(2.0), out=t).mul_(2.0).sub_(1.0)
-    torch.sub(b.y, b.mu, out=b.resid)  # r
-    torch.neg(t, out=b.inv_var).exp_()  # e^{-t}
+    # Both second layers, doubled (exact): 2 mu and 2 s, with t = tanh(s) the log-variance.
+    torch.baddbmm(f.b2, b.heads_t, f.w2t, beta=2.0, alpha=2.0, out=b.out)
+    # -t = 1 - 2 sigmoid(2 s) (the sigmoid kernel is several times faster than tanh's);
+    # the step needs t only through e^{-t}, t^2 and (for the loss) t itself.
+    neg_t = b.t
+    torch.add(f.one, torch.sigmoid(neg_t, out=neg_t), alpha=-2.0, out=neg_t)
+    torch.exp(neg_t, out=b.inv_var)  # e^{-t}
+    torch.add(b.y, b.two_mu, alpha=-HALF, out=b.resid)  # r = y - mu
     torch.mul(b.resid, b.inv_var, out=b.grad_mu)  # r e^{-t}
-    torch.mul(b.resid, b.grad_mu, out=b.grad_t)  # r^2 e^{-t}
+    torch.addcmul(f.minus_one, b.resid, b.grad_mu, out=b.grad_t)  # r^2 e^{-t} - 1
     loss = None
-    if want_loss:  # L_q before this step's update
-        per_row = (b.grad_t + t).sum(dim=1, keepdim=True).add_(b.y_dim * LOG_2PI)
+    if want_loss:  # L_q before this step's update: sum over d of r^2 e^{-t} + t + log 2 pi
+        per_row = (b.grad_t - neg_t).sum(dim=1, keepdim=True).add_(b.y_dim * (1.0 + LOG_2PI))
         loss = HALF * (f.weight[: b.rows] * per_row).sum()
-    b.grad_t.sub_(1.0)
-    torch.ops.aten.tanh_backward.grad_input(b.grad_t, t, grad_input=b.grad_t)
+    torch.ops.aten.tanh_backward.grad_input(b.grad_t, neg_t, grad_input=b.grad_t)  # (1 - t^2)
     if b.padded:
         b.grad_out.mul_(b.mask)
     # Second layers: weights (transposed), biases, hidden units (transposed).
