@@ -20,6 +20,10 @@ from pyg_multirec.losses._checks import (
 INFONCE_TEMPERATURE = 0.2  # SEA's temperature, shared by its alignment variants
 MICRO_TEMPERATURE = 0.5  # MICRO paper and official code
 DEFAULT_BLOCK_SIZE = 1024
+# On the CPU, row blocks of at most this many anchors: (block, N) buffers closer to the cache
+# size and a finer triangle of the symmetric matrices (measured at N = 7,050, F = 64, one
+# thread: 2.87 s instead of 3.24 s per forward + backward with block_size=4096).
+CPU_MAX_BLOCK_ROWS = 1024
 HALF = 0.5
 # Headroom (in log space) kept between exp(+-1 / tau) and the working dtype's range ends
 EXP_RANGE_MARGIN = 8.0
@@ -117,6 +121,13 @@ def _exp_similarity(rows: Tensor, cols: Tensor, start: int, out: Tensor, mask_se
     return out
 
 
+def _block_rows(block_size: int, z: Tensor) -> int:
+    """Anchor rows per block: ``block_size``, at most ``CPU_MAX_BLOCK_ROWS`` on the CPU."""
+    if z.device.type == "cpu":
+        block_size = min(block_size, CPU_MAX_BLOCK_ROWS)
+    return min(block_size, z.size(0))
+
+
 def _block(storage: Tensor, rows: int, cols: int) -> Tensor:
     """A contiguous ``(rows, cols)`` view of the start of a flat work buffer."""
     return storage[: rows * cols].view(rows, cols)
@@ -152,7 +163,7 @@ class _LogDenominators(torch.autograd.Function):
         z, zs = fused.to(dtype), [z_m.to(dtype) for z_m in modal]
         # the anchors carry 1 / tau: the products are then S itself, with no extra pass
         q, qs = z / tau, [z_m / tau for z_m in zs]
-        num, block = z.size(0), min(block_size, z.size(0))
+        num, block = z.size(0), _block_rows(block_size, z)
         storage = z.new_empty(block * num)
         row_a = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ij} + sum_{j!=i} e^{S^mm_ij}
         col_mz = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ji}
@@ -274,7 +285,8 @@ class MultiModalInfoNCE(Module):
     Args:
         temperature (float, optional): Temperature :math:`\tau > 0`.
             (default: :obj:`0.5`)
-        block_size (int, optional): Number of anchor rows per block.
+        block_size (int, optional): Number of anchor rows per block (at most
+            1,024 on the CPU, where smaller blocks are faster).
             (default: :obj:`1024`)
         reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or
             :obj:`"none"` over the items (the per-item value is the average
