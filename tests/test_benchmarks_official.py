@@ -4,9 +4,7 @@ table. The official code itself is not needed (nor fetched) here."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,16 @@ import torch
 
 from pyg_multirec.datasets import cold_start_split, load_dataset
 from pyg_multirec.datasets.validation import split_edge_type
+from tests.helpers import load_script
 
 OFFICIAL_TOOLS = Path(__file__).resolve().parents[1] / "benchmarks" / "official"
 
 
 def _import(name: str):
-    if str(OFFICIAL_TOOLS) not in sys.path:
-        sys.path.insert(0, str(OFFICIAL_TOOLS))
-    return importlib.import_module(name)
+    """The script ``benchmarks/official/{name}.py`` by path (``parse_logs`` first, under its
+    own name, for the scripts that import it)."""
+    load_script(OFFICIAL_TOOLS / "parse_logs.py")
+    return load_script(OFFICIAL_TOOLS / f"{name}.py")
 
 
 MMREC_LOG = """\

@@ -20,14 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if __name__ == "__main__":  # started by torchrun: make the package and examples importable
-    sys.path[:0] = [str(REPO), str(REPO / "examples")]
+from pyg_multirec import distributed
+from pyg_multirec.distributed import Replicas
+from pyg_multirec.experiment import run_example
+from tests.helpers import SMALL_SYNTHETIC_ARGS, load_example
 
-from pyg_multirec import distributed  # noqa: E402
-from pyg_multirec.distributed import Replicas  # noqa: E402
-from pyg_multirec.experiment import run_example  # noqa: E402
-from tests.helpers import SMALL_SYNTHETIC_ARGS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # torchrun starts this file with it on PYTHONPATH
 
 WORLD_SIZE = 2
 # 250 triples per step (125 per process); with 2001 interactions (1567 for training) the
@@ -46,14 +44,8 @@ METRIC_ATOL = 1e-2
 LAUNCH_TIMEOUT_S = 300
 
 
-def _example(name: str):
-    import importlib
-
-    return importlib.import_module(name)
-
-
 def _train(name: str, args: list[str], out: Path):
-    module = _example(name)
+    module = load_example(name)
     return run_example(name, module.build, module.add_arguments, argv=["train", *args,
                                                                       "--out", str(out)])
 
@@ -132,8 +124,7 @@ def test_shares_cover_each_batch_once_in_order():
 
 
 def test_batch_size_must_divide_among_processes(monkeypatch, tiny_data):
-    from mf import MF
-
+    from pyg_multirec.models import MF
     from pyg_multirec.train import train
 
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -170,8 +161,7 @@ def test_uneven_last_batch_gives_the_gradient_of_the_global_mean(two_process_run
 def _check_uneven_batch(out: Path) -> None:
     import copy
 
-    from mf import MF
-
+    from pyg_multirec.models import MF
     from pyg_multirec.train import train_epoch
 
     replicas, device = distributed.setup(torch.device("cpu"))

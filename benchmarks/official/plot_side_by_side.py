@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parse_logs import MONITOR, best_epoch, load_records  # noqa: E402
+from parse_logs import MONITOR, best_epoch, load_records  # its folder: run it as a script
 
 TEST_KEY = "test_recall@20"
 NONE = "-"

@@ -9,6 +9,8 @@ from torch.optim import Optimizer
 
 from pyg_multirec.distributed import gather_rows
 from pyg_multirec.losses._checks import check_float_tensor, check_min_rows
+from pyg_multirec.losses._club_fit import ClosedFormFit, adam_settings, capacity_for
+from pyg_multirec.losses._cuda_graph import GraphedFit
 
 LOG_2PI = math.log(2.0 * math.pi)
 HALF = 0.5
@@ -45,8 +47,10 @@ class CLUBEstimator(Module):
     :math:`\frac{1}{2}` is the one of the Gaussian log-density and is applied
     once; SEA's official code halves the difference a second time, which
     merely scales the estimate (and the distancing weight) by :math:`\frac{1}{2}`.
-    With :obj:`sampled=False`, the full CLUB estimate averages over all
-    :math:`B` candidates :math:`j` (including :math:`j = i`, as in Cheng et al.),
+    With :obj:`sampled=False`, the full CLUB estimate (the bound of SEA eq. 14,
+    Cheng et al.'s CLUB, with :math:`q_\theta` in place of the unknown conditional)
+    averages over all :math:`B` candidates :math:`j` (including :math:`j = i`, as in
+    Cheng et al.),
 
     .. math::
         \hat{I}_{\mathrm{CLUB}} = \frac{1}{B} \sum_{i} \log q_\theta(\mathbf{y}_i | \mathbf{x}_i)
@@ -225,8 +229,8 @@ class FittedCLUB(Module):
         \log q_\theta(\mathbf{y}_i | \mathbf{x}_i)
 
     on the *detached* samples (SEA's official trainer: 50 steps per training
-    batch); :meth:`forward` returns the CLUB estimate, differentiable w.r.t. the
-    samples. Keep :meth:`parameters` out of the model's optimizer (see
+    batch); :meth:`forward` returns the CLUB estimate (eq. 15), differentiable
+    w.r.t. the samples. Keep :meth:`parameters` out of the model's optimizer (see
     ``Recommender.auxiliary_parameters``). The optimizer's state travels in
     ``state_dict()`` (:meth:`get_extra_state`), so a resumed run continues
     exactly.
@@ -240,17 +244,20 @@ class FittedCLUB(Module):
     process (no gradient all-reduce inside the :obj:`steps` inner steps). The trainer
     checks every epoch that the parameters still agree.
 
-    **CUDA graphs.** The inner loop is a long chain of tiny kernels (two
-    :math:`F \to H \to F` MLPs, their backward pass and an Adam step, repeated
-    :obj:`steps` times), so on a GPU its cost is kernel-launch overhead. With
-    :obj:`cuda_graph=True` and CUDA inputs, the :obj:`steps` inner steps are
-    captured once as one CUDA graph over static buffers of a fixed number of rows
-    and replayed by a single launch per call. Batches of varying size are padded: padded rows
-    carry weight zero in :math:`\mathcal{L}_q`, so each step computes exactly the
-    loss and gradients of the unpadded batch. A batch larger than the buffers
-    doubles them and captures again. The first call at each capacity runs its
-    steps eagerly (this also creates the optimizer state the graph needs). On
-    the CPU, :meth:`fit` is :meth:`CLUBEstimator.fit_step`.
+    The inner steps run without autograd: the gradient of :math:`\mathcal{L}_q`
+    w.r.t. the two small MLPs is closed-form, and all their parameters, gradients
+    and Adam moments sit in one flat buffer updated by one fused Adam call, over
+    preallocated work buffers (about twenty kernels per step instead of an
+    autograd graph; the values are those of :meth:`CLUBEstimator.fit_step` with
+    ``torch.optim.Adam(fused=True)`` up to floating-point rounding). With
+    :obj:`cuda_graph=True` and CUDA inputs, the :obj:`steps` steps are captured
+    once as a CUDA graph over buffers of a fixed number of rows (batches are
+    padded with zero-weight rows, so each step computes exactly the loss and
+    gradients of the unpadded batch) and replayed by one launch per call; the
+    first call at each capacity runs eagerly. Inside :func:`torch.autocast`
+    the inner steps still run in the inputs' precision. An optimizer other than
+    a plain fused Adam (e.g. one assigned to :attr:`optimizer` by hand) is
+    stepped through autograd instead.
 
     Args:
         x_dim (int): Size of each :math:`\mathbf{x}` sample.
@@ -258,7 +265,7 @@ class FittedCLUB(Module):
         hidden_channels (int): Hidden width of the estimator's MLPs.
         steps (int): Inner Adam steps per :meth:`fit` call.
         lr (float): Learning rate of the inner Adam.
-        cuda_graph (bool, optional): Replay the inner step as a CUDA graph on
+        cuda_graph (bool, optional): Replay the inner steps as a CUDA graph on
             CUDA inputs. (default: :obj:`True`)
 
     Shapes:
@@ -286,15 +293,14 @@ class FittedCLUB(Module):
         self.steps = steps
         self.cuda_graph = bool(cuda_graph)
         self.estimator = CLUBEstimator(x_dim, y_dim, hidden_channels)
-        # The fused kernel (CPU and CUDA) cuts the per-step overhead of the inner loop.
         self.optimizer = torch.optim.Adam(self.estimator.parameters(), lr=lr, fused=True)
-        self._graph: Optional[_GraphedFitStep] = None
+        self._loop: Optional[ClosedFormFit] = None  # flat buffers of the inner loop
+        self._graph: Optional[GraphedFit] = None  # its CUDA graph, on CUDA inputs
 
     def reset_parameters(self) -> None:
         r"""Resets the estimator and clears its optimizer's state."""
         self.estimator.reset_parameters()
         self.optimizer.state.clear()
-        self._graph = None  # it refers to the old optimizer state
 
     def fit(self, x: Tensor, y: Tensor) -> Tensor:
         r"""Runs :obj:`steps` optimizer steps of :math:`\mathcal{L}_q` on the detached
@@ -302,32 +308,32 @@ class FittedCLUB(Module):
         self.estimator._check(x, y)
         # Data-parallel training: fit on the samples of every process (see the class doc).
         x, y = gather_rows(x.detach()), gather_rows(y.detach())
-        use_graph = (
-            self.cuda_graph
-            and x.is_cuda
-            and all(p.is_cuda for p in self.estimator.parameters())
-            and not torch.cuda.is_current_stream_capturing()
-        )
-        if not use_graph:
+        params = list(self.estimator.parameters())
+        if adam_settings(self.optimizer) is None or any(
+            p.dtype != x.dtype or p.device != x.device for p in params
+        ):  # another optimizer, or mismatched inputs (autograd raises the usual error)
             return self.estimator._fit_steps(x, y, self.optimizer, self.steps)
-        graph = self._graph
-        if graph is None or not graph.fits(self.estimator, x, y, self.steps):
-            capacity = _GraphedFitStep.capacity_for(x.size(0), graph)
-            graph = _GraphedFitStep(self.estimator, self.optimizer, capacity, x)
+        loop = self._loop
+        if loop is None or not loop.fits(self.estimator, self.optimizer, x):
+            capacity = capacity_for(x.size(0), loop.capacity if loop is not None else 0)
+            loop = self._loop = ClosedFormFit(self.estimator, self.optimizer, capacity, x)
             self._graph = None
-            graph.load(x, y)
-            loss = graph.run_eager(self.steps)  # creates the optimizer state, then ...
-            graph.capture(self.steps)  # ... the graph of all steps, replayed from then on
-            self._graph = graph
-            return loss
-        graph.load(x, y)
-        return graph.replay()
+        with torch.autocast(x.device.type, enabled=False):
+            if self.cuda_graph and x.is_cuda and not torch.cuda.is_current_stream_capturing():
+                if self._graph is None or not self._graph.matches(self.steps):
+                    self._graph = GraphedFit(loop, self.steps)
+                return self._graph(x, y)
+            loop.load()
+            loop.set_batch(x, y)
+            loss = loop.run(self.steps)
+            loop.store()
+        return loss
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.estimator(x, y)  # SEA eq. 15
 
     def _apply(self, fn, recurse=True):  # .to() / .cuda() / .half(): buffers are stale
-        self._graph = None
+        self._loop, self._graph = None, None
         return super()._apply(fn, recurse)
 
     # The trainer copies every state_dict value as a tensor, so the optimizer state is kept
@@ -342,86 +348,6 @@ class FittedCLUB(Module):
     def set_extra_state(self, state: Tensor) -> None:
         raw = io.BytesIO(state.cpu().numpy().tobytes())
         self.optimizer.load_state_dict(torch.load(raw, map_location="cpu", weights_only=True))
-        self._graph = None  # the loaded state tensors are new: capture again
 
     def extra_repr(self) -> str:
         return f"steps={self.steps}, cuda_graph={self.cuda_graph}"
-
-
-class _GraphedFitStep:
-    """One inner step of :class:`FittedCLUB` as a CUDA graph over padded static buffers."""
-
-    MIN_CAPACITY = 1024
-    GROWTH = 2
-
-    def __init__(
-        self, estimator: CLUBEstimator, optimizer: Optimizer, capacity: int, like: Tensor
-    ) -> None:
-        self.estimator, self.optimizer, self.capacity = estimator, optimizer, capacity
-        self.x = like.new_zeros(capacity, estimator.x_dim)
-        self.y = like.new_zeros(capacity, estimator.y_dim)
-        self.weight = like.new_zeros(capacity)  # 1/B on the B real rows, 0 on padding
-        self.params = [p.data_ptr() for p in estimator.parameters()]
-        self.dtype = like.dtype
-        self.graph: Optional[torch.cuda.CUDAGraph] = None
-        self.loss: Optional[Tensor] = None
-        self.steps = 0
-
-    @classmethod
-    def capacity_for(cls, rows: int, previous: Optional["_GraphedFitStep"]) -> int:
-        capacity = previous.capacity if previous is not None else cls.MIN_CAPACITY
-        while capacity < rows:
-            capacity *= cls.GROWTH
-        return capacity
-
-    def fits(self, estimator: CLUBEstimator, x: Tensor, y: Tensor, steps: int) -> bool:
-        return (
-            steps == self.steps
-            and x.size(0) <= self.capacity
-            and x.dtype == self.dtype
-            and x.device == self.x.device
-            and [p.data_ptr() for p in estimator.parameters()] == self.params
-        )
-
-    def load(self, x: Tensor, y: Tensor) -> None:
-        rows = x.size(0)
-        self.x[:rows].copy_(x)
-        self.x[rows:].zero_()
-        self.y[:rows].copy_(y)
-        self.y[rows:].zero_()
-        self.weight[:rows].fill_(1.0 / rows)
-        self.weight[rows:].zero_()
-
-    def _step(self) -> Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        log_q = self.estimator._row_log_likelihood(self.x, self.y)
-        loss = -(self.weight * log_q).sum()
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-    def run_eager(self, steps: int) -> Tensor:
-        side = torch.cuda.Stream(device=self.x.device)
-        side.wait_stream(torch.cuda.current_stream(self.x.device))
-        with torch.cuda.stream(side), torch.enable_grad():
-            for _ in range(steps):
-                loss = self._step()
-        torch.cuda.current_stream(self.x.device).wait_stream(side)
-        return loss.clone()
-
-    def capture(self, steps: int) -> None:
-        """Captures ``steps`` inner steps as one graph (one launch per :meth:`replay`)."""
-        for group in self.optimizer.param_groups:
-            group["capturable"] = True  # Adam's step counters already live on the device
-        self.optimizer.zero_grad(set_to_none=True)
-        self.steps = steps
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.enable_grad():
-            for _ in range(steps):
-                loss = self._step()
-            self.loss = loss
-
-    def replay(self) -> Tensor:
-        assert self.graph is not None and self.loss is not None
-        self.graph.replay()
-        return self.loss.clone()

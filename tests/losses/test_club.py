@@ -222,21 +222,123 @@ def test_fitted_club_fit_equals_fit_step():
     assert fitted.optimizer.state_dict()["state"][0]["step"] == 4
 
 
-def test_padded_weighted_step_equals_the_unpadded_step():
-    # The CUDA-graph path pads a batch to a fixed capacity with zero-weight rows; the update
-    # must be the one of the unpadded batch (checked here on the CPU, without a graph).
-    from pyg_multirec.losses.club import _GraphedFitStep
+# ---- the closed-form inner loop (no autograd, flat buffers, one fused Adam) --------------
+def _closed_form(estimator, optimizer, capacity, x, y, pad):
+    from pyg_multirec.losses._club_fit import ClosedFormFit
 
-    padded, plain = _fitted(), _fitted()
-    x, y = _data(batch=6)
-    graph = _GraphedFitStep(padded.estimator, padded.optimizer, capacity=16, like=x.detach())
-    graph.load(x.detach(), y.detach())
-    assert graph.weight.sum().item() == pytest.approx(1.0)
-    assert (graph.weight[6:] == 0).all() and (graph.x[6:] == 0).all()
-    losses = [graph._step() for _ in range(3)]
-    expected = plain.estimator.fit_step(x, y, plain.optimizer, steps=3)
-    assert losses[-1].item() == pytest.approx(expected, rel=1e-5)
-    for p, q in zip(padded.estimator.parameters(), plain.estimator.parameters()):
+    loop = ClosedFormFit(estimator, optimizer, capacity, x.detach())
+    loop.load()
+    loop.set_batch(x.detach(), y.detach(), pad=pad)
+    return loop
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_closed_form_gradients_match_autograd(pad):
+    # One step's loss and gradients (before the update) against autograd on the same
+    # parameters; with pad=True the batch is padded to 16 rows of weight zero.
+    dtype = torch.float64
+    club = _club(dtype)
+    x, y = _data(batch=11, dtype=dtype)
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2, fused=True)
+    loss_ref = club.learning_loss(x, y)
+    grads_ref = torch.autograd.grad(loss_ref, list(club.parameters()))
+    from pyg_multirec.losses._club_fit import estimator_parameters
+
+    by_id = {id(p): g for p, g in zip(club.parameters(), grads_ref)}
+    loop = _closed_form(club, opt, 16, x, y, pad)
+    assert loop.active == (16 if pad else 11)
+    if pad:
+        assert loop.weight.sum().item() == pytest.approx(1.0)
+        assert (loop.weight[11:] == 0).all() and (loop.x[11:] == 0).all()
+    loss = loop.run(1)
+    torch.testing.assert_close(loss, loss_ref.detach(), rtol=1e-12, atol=1e-12)
+    for p, g in zip(estimator_parameters(club), loop.gradients()):
+        torch.testing.assert_close(g, by_id[id(p)], rtol=1e-12, atol=1e-12)
+
+
+def _reference_adam_loop(club, x, y, steps, lr):
+    """The autograd loop with torch.optim.Adam (the default for-each kernel)."""
+    opt = torch.optim.Adam(club.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = club.learning_loss(x, y)
+        loss.backward()
+        opt.step()
+    return loss.detach(), opt
+
+
+@pytest.mark.parametrize(
+    "dtype, tol", [(torch.float64, 1e-11), (torch.float32, 2e-5)], ids=["float64", "float32"]
+)
+@pytest.mark.parametrize("pad", [False, True])
+def test_closed_form_matches_autograd_adam_after_50_steps(dtype, tol, pad):
+    steps, lr = 50, 1e-2
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(37, X_DIM, generator=gen, dtype=dtype)
+    y = (x[:, :Y_DIM] + 0.5 * torch.randn(37, Y_DIM, generator=gen, dtype=dtype)).to(dtype)
+    ours, ref = _club(dtype), _club(dtype)
+    opt = torch.optim.Adam(ours.parameters(), lr=lr, fused=True)
+    loop = _closed_form(ours, opt, 64, x, y, pad)
+    loss = loop.run(steps)
+    loop.store()
+    loss_ref, opt_ref = _reference_adam_loop(ref, x, y, steps, lr)
+    torch.testing.assert_close(loss, loss_ref, rtol=tol, atol=tol)
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=tol, atol=tol)
+    assert not torch.equal(ours.mu[0].weight, _club(dtype).mu[0].weight)  # it did move
+    # the optimizer state is the one torch.optim.Adam leaves (and continues from)
+    state, state_ref = opt.state_dict()["state"], opt_ref.state_dict()["state"]
+    for i in state_ref:
+        assert state[i]["step"].item() == state_ref[i]["step"].item() == steps
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[i][key], state_ref[i][key], rtol=tol, atol=tol)
+    loop.load()  # a second call continues from the stored state
+    loop.set_batch(x, y, pad=pad)
+    loop.run(3)
+    loop.store()
+    opt_ref.zero_grad()
+    for _ in range(3):
+        opt_ref.zero_grad()
+        ref.learning_loss(x, y).backward()
+        opt_ref.step()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=tol, atol=tol)
+
+
+def test_fitted_club_varying_batch_sizes_match_autograd():
+    # Buffers sized for the largest batch so far, cut to each batch's rows (CPU path).
+    fitted = _fitted(steps=5)
+    torch.manual_seed(0)
+    club = CLUBEstimator(X_DIM, Y_DIM, HIDDEN)
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(2)
+    for rows in (9, 1500, 4, 700):
+        x, y = torch.randn(rows, X_DIM, generator=gen), torch.randn(rows, Y_DIM, generator=gen)
+        loss = fitted.fit(x, y)
+        expected = club.fit_step(x, y, opt, steps=5)
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert fitted._loop is not None and fitted._loop.capacity == 2048
+    for p, q in zip(fitted.estimator.parameters(), club.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_fitted_club_other_optimizer_and_autocast():
+    # An optimizer the closed form does not reproduce is stepped through autograd.
+    fitted, plain = _fitted(), _fitted()
+    fitted.optimizer = torch.optim.SGD(fitted.estimator.parameters(), lr=0.1)
+    plain_opt = torch.optim.SGD(plain.estimator.parameters(), lr=0.1)
+    x, y = _data(batch=10)
+    fitted.fit(x, y)
+    plain.estimator.fit_step(x, y, plain_opt, steps=4)
+    for p, q in zip(fitted.estimator.parameters(), plain.estimator.parameters()):
+        torch.testing.assert_close(p, q)
+    # Under autocast the inner steps keep the inputs' precision.
+    a, b = _fitted(), _fitted()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a.fit(x, y)
+    b.fit(x, y)
+    for p, q in zip(a.estimator.parameters(), b.estimator.parameters()):
+        assert p.dtype == torch.float32
         torch.testing.assert_close(p, q)
 
 
@@ -271,22 +373,36 @@ def test_fitted_club_errors():
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_fitted_club_cuda_graph_matches_eager():
     graphed, eager = _fitted(device="cuda"), _fitted(cuda_graph=False, device="cuda")
+    torch.manual_seed(0)
+    club = CLUBEstimator(X_DIM, Y_DIM, HIDDEN).cuda()  # the autograd loop, on the GPU
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2, fused=True)
     gen = torch.Generator().manual_seed(0)
     # varying batch sizes, one beyond the first capacity (a second capture)
     for rows in (700, 1000, 3, 2500, 1800):
         x = torch.randn(rows, X_DIM, generator=gen).cuda()
         y = torch.randn(rows, Y_DIM, generator=gen).cuda()
         a, b = graphed.fit(x, y), eager.fit(x, y)
+        c = club.fit_step(x, y, opt, steps=4)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        for p, q in zip(graphed.estimator.parameters(), eager.estimator.parameters()):
+        assert a.item() == pytest.approx(c, rel=1e-4)
+        for p, q, r in zip(graphed.estimator.parameters(), eager.estimator.parameters(),
+                           club.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-    assert graphed._graph is not None and graphed._graph.capacity == 4096
-    # state round trip onto a fresh module: the graph is rebuilt on the loaded state
+            torch.testing.assert_close(p, r, rtol=1e-4, atol=1e-5)
+    assert graphed._graph is not None and graphed._graph.graph is not None
+    assert graphed._loop is not None and graphed._loop.capacity == 4096
+    # state round trip onto a fresh module: the graph runs on the loaded state
     state = {k: v.detach().to("cpu", copy=True) for k, v in graphed.state_dict().items()}
     again = _fitted(seed=3, device="cuda")
     again.load_state_dict(state)
     x, y = torch.randn(900, X_DIM).cuda(), torch.randn(900, Y_DIM).cuda()
     torch.testing.assert_close(again.fit(x, y), graphed.fit(x, y))
+    # a new learning rate is baked into a new capture
+    for f in (graphed, eager):
+        f.optimizer.param_groups[0]["lr"] = 1e-3
+    torch.testing.assert_close(graphed.fit(x, y), eager.fit(x, y), rtol=1e-4, atol=1e-5)
+    for p, q in zip(graphed.estimator.parameters(), eager.estimator.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_value_checks_switch_only_skips_the_nan_scan():

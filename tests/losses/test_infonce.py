@@ -134,6 +134,40 @@ def test_micro_blocks_agree_without_grad():
     torch.testing.assert_close(blocked, dense)
 
 
+def _dense_micro(modal, fused, tau):
+    """MICRO eq. 10-12 with dense N x N similarities (vectorised; for larger N)."""
+    z = torch.nn.functional.normalize(fused, dim=-1)
+    eye = torch.eye(z.size(0), dtype=torch.bool)
+    per_modality = []
+    for h in modal:
+        zm = torch.nn.functional.normalize(h, dim=-1)
+        inter, intra_m, intra_z = zm @ z.t() / tau, zm @ zm.t() / tau, z @ z.t() / tau
+        pos = inter.diagonal()
+        a = torch.cat([inter, intra_m.masked_fill(eye, float("-inf"))], 1).logsumexp(1)
+        b = torch.cat([inter.t(), intra_z.masked_fill(eye, float("-inf"))], 1).logsumexp(1)
+        per_modality.append(0.5 * (a - pos + b - pos))
+    return torch.stack(per_modality).mean(0).mean()
+
+
+def test_micro_block_rows_capped_on_cpu_with_exact_values():
+    # On the CPU, blocks hold at most CPU_MAX_BLOCK_ROWS anchors: N = 2,500 then spans three
+    # row blocks (triangles of the symmetric matrices included) whatever block_size says.
+    from pyg_multirec.losses.infonce import CPU_MAX_BLOCK_ROWS, _block_rows
+
+    num = 2500
+    assert _block_rows(4096, torch.empty(num, 2)) == CPU_MAX_BLOCK_ROWS < num
+    assert _block_rows(16, torch.empty(num, 2)) == 16
+    modal = _tensors(2, num, 8, dtype=torch.float64)
+    fused = _tensors(1, num, 8, dtype=torch.float64, seed=3)[0]
+    out = MultiModalInfoNCE(temperature=0.5, block_size=4096)(modal, fused)
+    ref = _dense_micro(modal, fused, 0.5)
+    torch.testing.assert_close(out, ref.to(out.dtype), rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out, [*modal, fused])
+    ref_grads = torch.autograd.grad(ref, [*modal, fused])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r.to(g.dtype), rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.parametrize("block_size", [2, 64])
 def test_micro_gradcheck_float64(block_size):
     h_image, h_text, fused = _tensors(3, 5, 3, dtype=torch.float64)
