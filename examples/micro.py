@@ -4,12 +4,17 @@ contrastive modality fusion, plugged into a CF backbone (MF or LightGCN).
     python examples/micro.py                                   # generated data, no files needed
     python examples/micro.py --dataset ml100k                  # MovieLens-100K
     python examples/micro.py --backbone mf --structure frozen  # MF backbone, fixed kNN graphs
+    python examples/micro.py --dataset ml100k --cold-start --lr 1e-5  # official cold start
 
 Where the paper and the official code (github.com/CRIPAC-DIG/MICRO) differ, the paper is the
 default and the code's value is given in the flag's help: skip coefficient lambda 0.7 (code
 0.9), L2 weight 1e-4 (code 1e-5), negative similarities suppressed (code keeps them). The
-official learning-rate decay ``0.96 ** (epoch / 50)`` is not offered: the example harness
-(``run_example``) has no flag for it yet (``pyg_multirec.train.train(lr_decay=...)`` does).
+code's LightGCN graph is ``D^-1 (A + I)`` (``--backbone-norm rw-self-loop``: an item without
+training pairs keeps its whole embedding); its lr decay ``0.96 ** (epoch / 50)`` is not offered
+here (``pyg_multirec.train.train(lr_decay=...)`` has it). Cold start (``--cold-start``, Sec.
+4.1.3): 20% of the items lose their training pairs, half become the validation items, half the
+test items; the official README trains it with ``--lr 1e-5`` (warm 5e-4) and draws negatives
+from all items (``--negatives warm`` leaves the cold items out).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch_geometric.data import HeteroData
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss, MultiModalInfoNCE
 from pyg_multirec.models import MF, LightGCN, Recommender
+from pyg_multirec.models.lightgcn import NORMALIZATIONS
 from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv
 
 BACKBONES = ("lightgcn", "mf")
@@ -227,6 +233,7 @@ def build(data: HeteroData, args: argparse.Namespace) -> MICRO:
             data["user", "train", "item"].edge_index,
             dim=args.dim,
             num_layers=args.layers,
+            normalization=args.backbone_norm,
         )
     else:
         backbone = MF(num_users, num_items, dim=args.dim)
@@ -249,19 +256,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layers", type=int, default=OFFICIAL_BACKBONE_LAYERS, help="LightGCN backbone layers"
     )
+    norms = "LightGCN graph: sym D^-1/2 A D^-1/2, rw-self-loop D^-1 (A + I) (official code)"
+    parser.add_argument("--backbone-norm", choices=NORMALIZATIONS, default="sym", help=norms)
     parser.add_argument("--k", type=int, default=PAPER_K, help="neighbours per item")
-    parser.add_argument(
-        "--skip-lambda",
-        type=float,
-        default=PAPER_SKIP_LAMBDA,
-        help="weight of the raw-feature graph (eq. 5; paper 0.7, official code 0.9)",
-    )
-    parser.add_argument(
-        "--structure",
-        choices=STRUCTURES,
-        default="learned",
-        help="learn the item graphs (eq. 4-5) or keep the raw-feature kNN graphs",
-    )
+    lam = "weight of the raw-feature graph (eq. 5; paper 0.7, official code 0.9)"
+    parser.add_argument("--skip-lambda", type=float, default=PAPER_SKIP_LAMBDA, help=lam)
+    structure = "learn the item graphs (eq. 4-5) or keep the raw-feature kNN graphs"
+    parser.add_argument("--structure", choices=STRUCTURES, default="learned", help=structure)
     parser.add_argument(
         "--item-layers", type=int, default=OFFICIAL_ITEM_LAYERS, help="item-graph convolutions"
     )
@@ -269,12 +270,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--contrastive-weight", type=float, default=PAPER_CONTRASTIVE_WEIGHT, help="beta (eq. 16)"
     )
-    parser.add_argument(
-        "--reg-weight",
-        type=float,
-        default=PAPER_REG_WEIGHT,
-        help="L2 weight of the batch embeddings (paper 1e-4, official code 1e-5)",
-    )
+    reg = "L2 weight of the batch embeddings (paper 1e-4, official code 1e-5)"
+    parser.add_argument("--reg-weight", type=float, default=PAPER_REG_WEIGHT, help=reg)
     parser.add_argument(
         "--contrastive-items",
         choices=CONTRASTIVE_ITEMS,
