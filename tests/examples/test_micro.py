@@ -189,7 +189,7 @@ def test_bad_arguments(tiny_data):
     [
         [],
         ["--backbone", "mf", "--structure", "frozen"],
-        ["--cold-start", "--item-layers", "2", "--backbone-norm", "rw-self-loop"],
+        ["--cold-start", "--item-layers", "2", "--backbone-norm", "sym"],
     ],
 )
 def test_example_cli(tmp_path, extra):
@@ -228,6 +228,7 @@ def test_cold_start_negatives_warm_never_draws_a_cold_item(tmp_path, negatives):
     args = ["--epochs", "1", "--max-batches", "4", "--batch-size", "256", "--cold-start",
             "--contrastive-items", "batch", "--negatives", negatives, "--out", str(tmp_path),
             *SMALL_SYNTHETIC_ARGS, "--synthetic-items", "150"]  # fmt: skip
+    # (150 items: with 80, a user trains on all 64 warm ones and has no warm negative left)
     run_example("micro", recording_build, micro.add_arguments, argv=args)
     config = argparse.Namespace(**torch.load(tmp_path / "best.pt", weights_only=False)["config"])
     cold = load_data(config)["item"].cold_mask
@@ -241,10 +242,11 @@ def test_cold_start_negatives_warm_never_draws_a_cold_item(tmp_path, negatives):
 
 def test_backbone_norm_and_negatives_flags(tmp_path, capsys):
     args = ["--epochs", "1", "--max-batches", "1", "--out", str(tmp_path), *SMALL_SYNTHETIC_ARGS]
-    norm = ["--backbone-norm", "rw-self-loop"]
-    run_example("micro", micro.build, micro.add_arguments, argv=[*args, *norm])
+    run_example("micro", micro.build, micro.add_arguments, micro.DEFAULTS, argv=args)
     saved = torch.load(tmp_path / "best.pt", weights_only=False)
+    # defaults picked on cold-start validation: D^-1 (A + I) backbone, warm negatives
     assert saved["config"]["backbone_norm"] == "rw-self-loop"
+    assert saved["config"]["negatives"] == "warm"
     assert "backbone.graph_weight" in saved["state"]  # the D^-1 (A + I) weights
     for flag, value in (("--backbone-norm", "rw"), ("--negatives", "cold")):
         with pytest.raises(SystemExit):
