@@ -41,5 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+#: tune's default space: MMRec's LightGCN grid, whose weights are on EmbLoss's (norm) scale.
+SEARCH_SPACE = {
+    "layers": [1, 2, 3, 4],
+    "reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6],
+    "reg_form": ["norm"],
+}
+
 if __name__ == "__main__":
-    run_example("lightgcn", build, add_arguments)
+    run_example("lightgcn", build, add_arguments, search_space=SEARCH_SPACE)

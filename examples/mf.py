@@ -37,5 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+#: tune's default space: MMRec's BPR grid, whose weights are on EmbLoss's (norm) scale.
+SEARCH_SPACE = {"reg_weight": [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5], "reg_form": ["norm"]}
+
 if __name__ == "__main__":
-    run_example("mf", build, add_arguments)
+    run_example("mf", build, add_arguments, search_space=SEARCH_SPACE)

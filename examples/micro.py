@@ -9,13 +9,12 @@ contrastive modality fusion, plugged into a CF backbone (MF or LightGCN).
 Where the paper and the official code (github.com/CRIPAC-DIG/MICRO) differ, the paper is the
 default and the code's value is in the flag's help: lambda 0.7 (code 0.9), L2 weight 1e-4
 (code 1e-5), negative similarities suppressed (code keeps them); no lr decay (code 0.96 **
-(epoch / 50), ``train(lr_decay=...)``). Picked on ml100k cold-start validation: the code's
-LightGCN graph ``D^-1 (A + I)`` (``--backbone-norm rw-self-loop``, where an item without
-training pairs keeps its embedding; LightGCN: ``sym``) and BPR negatives from the items with
-training pairs (``--negatives warm``; code: ``all``): best cold valid Recall@20 in 10 epochs
-0.021 (sym, all) -> 0.029 -> 0.053 at lr 5e-4, 0.020 -> 0.033 at the README's cold ``--lr
-1e-5``. Cold start (``--cold-start``, Sec. 4.1.3): 20% of the items lose their training
-pairs; half of them are the validation items, half the test items.
+(epoch / 50), ``train(lr_decay=...)``). Picked on ml100k cold-start validation (best cold
+valid Recall@20 in 10 epochs 0.021 -> 0.029 -> 0.053): the code's LightGCN graph ``D^-1 (A
++ I)`` (``--backbone-norm rw-self-loop``: an item without training pairs keeps its embedding)
+and negatives from the items with training pairs (``--negatives warm``; the code's: ``all``).
+Cold start (``--cold-start``, Sec. 4.1.3): 20% of the items lose their training pairs, half
+are validation items, half test items; the README trains it with ``--lr 1e-5`` (warm 5e-4).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses import BPRLoss, MultiModalInfoNCE
+from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import MF, LightGCN, Recommender
 from pyg_multirec.models.lightgcn import NORMALIZATIONS
 from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv
@@ -108,6 +108,7 @@ class MICRO(Recommender):
         contrastive_weight: :math:`\beta` of eq. 16.
         reg_weight: L2 weight of the batch embeddings.
         contrastive_items: ``'all'`` items or the ``'batch'`` items in :math:`\mathcal{L}_C`.
+        reg_form: ``'squared'`` (official code) or ``'norm'`` (MMRec), see :class:`BPRLoss`.
 
     Shapes:
         - **embed():** users :math:`(U, D)`, items :math:`(N, D)`
@@ -125,6 +126,7 @@ class MICRO(Recommender):
         contrastive_weight: float = PAPER_CONTRASTIVE_WEIGHT,
         reg_weight: float = PAPER_REG_WEIGHT,
         contrastive_items: str = "all",
+        reg_form: str = "squared",
     ):
         super().__init__()
         if not all(hasattr(backbone, name) for name in ("user_emb", "item_emb", "embed")):
@@ -160,7 +162,7 @@ class MICRO(Recommender):
         )
         self.fusion = AttentionFusion(dim, dim)
         self.contrastive = MultiModalInfoNCE(temperature, block_size=CONTRASTIVE_BLOCK_SIZE)
-        self.bpr = BPRLoss(reg_weight=reg_weight)
+        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
 
     def raw_features(self) -> list[Tensor]:
         """The fixed modality features, one [num_items, d_m] tensor per modality."""
@@ -199,11 +201,8 @@ class MICRO(Recommender):
         u = user_out[users]
         pos = (u * item_out[pos_items]).sum(-1)  # eq. 14
         neg = (u * item_out[neg_items]).sum(-1)
-        ego = (
-            self.backbone.user_emb(users),
-            self.backbone.item_emb(pos_items),
-            self.backbone.item_emb(neg_items),
-        )
+        net = self.backbone
+        ego = (net.user_emb(users), net.item_emb(pos_items), net.item_emb(neg_items))
         bpr = self.bpr(pos, neg, *ego)  # eq. 15
         if self.contrastive_items == "batch":
             items = torch.cat([pos_items, neg_items]).unique()
@@ -220,9 +219,7 @@ def _check_features(features: Sequence[Tensor], num_items: int) -> None:
         if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
             raise ValueError(f"features[{m}] must be a 2-D float tensor [num_items, d_m]")
         if x.size(0) != num_items:
-            raise ValueError(
-                f"features[{m}] has {x.size(0)} rows but the backbone has {num_items} items"
-            )
+            raise ValueError(f"features[{m}] has {x.size(0)} rows, the backbone {num_items} items")
 
 
 def build(data: HeteroData, args: argparse.Namespace) -> MICRO:
@@ -249,14 +246,13 @@ def build(data: HeteroData, args: argparse.Namespace) -> MICRO:
         contrastive_weight=args.contrastive_weight,
         reg_weight=args.reg_weight,
         contrastive_items=args.contrastive_items,
+        reg_form=args.reg_form,
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", choices=BACKBONES, default="lightgcn")
-    parser.add_argument(
-        "--layers", type=int, default=OFFICIAL_BACKBONE_LAYERS, help="LightGCN backbone layers"
-    )
+    parser.add_argument("--layers", type=int, default=OFFICIAL_BACKBONE_LAYERS, help="LightGCN L")
     norms = "LightGCN graph: sym D^-1/2 A D^-1/2, rw-self-loop D^-1 (A + I) (official code)"
     parser.add_argument(
         "--backbone-norm", choices=NORMALIZATIONS, default="rw-self-loop", help=norms
@@ -266,22 +262,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-lambda", type=float, default=PAPER_SKIP_LAMBDA, help=lam)
     structure = "learn the item graphs (eq. 4-5) or keep the raw-feature kNN graphs"
     parser.add_argument("--structure", choices=STRUCTURES, default="learned", help=structure)
-    parser.add_argument(
-        "--item-layers", type=int, default=OFFICIAL_ITEM_LAYERS, help="item-graph convolutions"
-    )
+    parser.add_argument("--item-layers", type=int, default=OFFICIAL_ITEM_LAYERS, help="L of eq. 6")
     parser.add_argument("--temperature", type=float, default=PAPER_TEMPERATURE)
-    parser.add_argument(
-        "--contrastive-weight", type=float, default=PAPER_CONTRASTIVE_WEIGHT, help="beta (eq. 16)"
-    )
+    beta = PAPER_CONTRASTIVE_WEIGHT
+    parser.add_argument("--contrastive-weight", type=float, default=beta, help="beta (eq. 16)")
     reg = "L2 weight of the batch embeddings (paper 1e-4, official code 1e-5)"
     parser.add_argument("--reg-weight", type=float, default=PAPER_REG_WEIGHT, help=reg)
-    parser.add_argument(
-        "--contrastive-items",
-        choices=CONTRASTIVE_ITEMS,
-        default="all",
-        help="items of the contrastive loss: all (official) or those of the batch (cheaper)",
-    )
+    parser.add_argument("--reg-form", choices=REG_FORMS, default="squared", help="MMRec: norm")
+    items = "items of the contrastive loss: all (official) or those of the batch (cheaper)"
+    parser.add_argument("--contrastive-items", choices=CONTRASTIVE_ITEMS, default="all", help=items)
 
+
+#: tune's default space, around the paper's choices (k 10, lambda 0.7 (code 0.9), beta 0.03;
+#: its sensitivity figures 4-5 vary k, lambda and beta, whose tick values are not in our text
+#: copy of the paper). The official code's L2 term is squared.
+SEARCH_SPACE = {
+    "k": [5, 10, 20],
+    "skip_lambda": [0.5, 0.7, 0.9],
+    "contrastive_weight": [0.01, 0.03, 0.1],
+    "reg_form": ["squared"],
+}
 
 if __name__ == "__main__":
-    run_example("micro", build, add_arguments, defaults=DEFAULTS)
+    run_example("micro", build, add_arguments, defaults=DEFAULTS, search_space=SEARCH_SPACE)

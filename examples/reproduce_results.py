@@ -1,13 +1,25 @@
-"""Regenerates every table of ``docs/results.md``.
+"""Regenerates every table of ``docs/results.md`` under the tuned protocol.
 
-Trains each model configuration for several seeds on each dataset with the shared
-harness (model selection on valid Recall@20, test metrics at the best valid epoch),
-then rewrites the part of ``docs/results.md`` between the table markers. Finished
-runs are kept under ``--runs`` and skipped when the command is run again, so a long
-job can be continued.
+For each row (an example script with its flags) and data set, the example's ``tune``
+sub-command searches its hyper-parameter space on the **validation** split (MMRec protocol:
+early stopping on valid Recall@20 with patience 20, up to 1000 epochs; grid or TPE search,
+median pruning; see :mod:`pyg_multirec.tune`), then re-trains the best configuration for 3
+seeds (5 for SEA and its ablations) and reads their test metrics once. The tables show the
+tuned parameters, test mean ± std over seeds, the beyond-accuracy metrics of the top-20
+lists, and paired t-tests across seeds (``scipy.stats.ttest_rel`` on test Recall@20): every
+model against LightGCN, and SEA against each of its variants and ablations.
 
-    python examples/reproduce_results.py                      # everything (hours on a CPU)
-    python examples/reproduce_results.py --datasets ml100k --seeds 0 --max-epochs 50
+Everything is kept under ``--runs`` (one tune folder per row, with its SQLite study, trials
+tables, ``best.json`` and seed runs), so an interrupted job continues where it stopped when
+the command is run again::
+
+    # the whole job on a GPU machine with 16 cores (16 trainings at once)
+    python examples/reproduce_results.py --tune --jobs 16 --device cuda
+    # only re-train the seeds of finished searches, or only rebuild the tables
+    python examples/reproduce_results.py --jobs 4
+    python examples/reproduce_results.py --tables-only
+    # one row, small budget (a smoke test)
+    python examples/reproduce_results.py --tune --only LightGCN --max-epochs 5 --trials 2
 """
 
 from __future__ import annotations
@@ -15,41 +27,63 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from pyg_multirec.experiment import default_data_root
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+BEYOND = ("coverage@20", "novelty@20", "gini@20", "avg_pop@20")
+SHORT = {"recall": "R", "ndcg": "N", "coverage": "Cov", "novelty": "Nov", "gini": "Gini",
+         "avg_pop": "APop"}  # fmt: skip
+TESTED_METRIC = "recall@20"
+BASELINE = "LightGCN"
+SEA = "SEA-a (SoloSim + CLUB)"
+SEEDS = "0,1,2"
+SEA_SEEDS = "0,1,2,3,4"
+# SEA's weights of a component that a row switches off are fixed at the official values,
+# so that the search does not spend trials on parameters without effect.
+OFF_ALIGN = ["--space", "alpha=0.012", "--space", "tau=0.2"]
+OFF_DISTANCE = ["--space", "beta=0.006"]
 
-#: (label, example script, extra flags) of the warm-start table.
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    script: str
+    flags: list[str] = field(default_factory=list)
+    sea_family: bool = False  # 5 seeds, and compared with SEA
+
+
 WARM = [
-    ("MF-BPR", "mf", []),
-    ("LightGCN", "lightgcn", []),
-    ("VBPR", "vbpr", []),
-    ("VBPR + SEA", "vbpr", ["--sea"]),
-    ("MICRO (MF)", "micro", ["--backbone", "mf"]),
-    ("MICRO (LightGCN)", "micro", ["--backbone", "lightgcn"]),
-    ("SEA-a (SoloSim + CLUB)", "sea", ["--variant", "a"]),
-    ("SEA-b (SoloSim + neg. L2)", "sea", ["--variant", "b"]),
-    ("SEA-c (InfoNCE + CLUB)", "sea", ["--variant", "c"]),
-    ("SEA-d (InfoNCE + neg. L2)", "sea", ["--variant", "d"]),
-    ("SEA w/o distancing", "sea", ["--align", "solosim", "--distance", "none"]),
-    ("SEA w/o alignment", "sea", ["--align", "none", "--distance", "club"]),
-    ("SEA w/o both", "sea", ["--align", "none", "--distance", "none"]),
-]
+    Row("MF-BPR", "mf"),
+    Row("LightGCN", "lightgcn"),
+    Row("VBPR", "vbpr"),
+    Row("VBPR + SEA", "vbpr", ["--sea"]),
+    Row("MICRO (MF)", "micro", ["--backbone", "mf"]),
+    Row("MICRO (LightGCN)", "micro", ["--backbone", "lightgcn"]),
+    Row(SEA, "sea", ["--variant", "a"], True),
+    Row("SEA-b (SoloSim + neg. L2)", "sea", ["--variant", "b"], True),
+    Row("SEA-c (InfoNCE + CLUB)", "sea", ["--variant", "c"], True),
+    Row("SEA-d (InfoNCE + neg. L2)", "sea", ["--variant", "d"], True),
+    Row("SEA w/o distancing", "sea", ["--align", "solosim", "--distance", "none", *OFF_DISTANCE],
+        True),
+    Row("SEA w/o alignment", "sea", ["--align", "none", "--distance", "club", *OFF_ALIGN], True),
+    Row("SEA w/o both", "sea", ["--align", "none", "--distance", "none", *OFF_ALIGN,
+                                *OFF_DISTANCE], True),
+]  # fmt: skip
 #: The cold-start table (MICRO 4.1.3 protocol).
 COLD = [
-    ("MF-BPR", "mf", []),
-    ("LightGCN", "lightgcn", []),
-    ("VBPR", "vbpr", []),
-    ("MICRO (LightGCN)", "micro", ["--backbone", "lightgcn"]),
-    ("SEA-a", "sea", ["--variant", "a"]),
+    Row("MF-BPR", "mf"),
+    Row("LightGCN", "lightgcn"),
+    Row("VBPR", "vbpr"),
+    Row("MICRO (LightGCN)", "micro", ["--backbone", "lightgcn"]),
+    Row(SEA, "sea", ["--variant", "a"], True),
 ]
 
 
@@ -57,24 +91,45 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
 
 
-def run_one(script: str, flags: list[str], dataset: str, seed: int, out: Path, args) -> dict:
-    """Trains one configuration (or reads its finished result) and returns metrics.json."""
-    metrics_file = out / "metrics.json"
-    if metrics_file.is_file():
-        return json.loads(metrics_file.read_text())
-    module = importlib.import_module(script)  # run as a script, examples/ is on sys.path
+def _seeds(row: Row, args) -> list[str]:
+    return (SEA_SEEDS if row.sea_family else args.seeds).split(",")
+
+
+def run_row(row: Row, dataset: str, kind_flags: list[str], out: Path, args) -> dict | None:
+    """Runs ``tune`` (search unless ``--tune`` is off, then the seeds) for one row and
+    returns its best.json, or None if it failed."""
+    seeds = ",".join(_seeds(row, args))
+    module = importlib.import_module(row.script)  # run as a script: examples/ is on sys.path
     argv = [
-        "--dataset", dataset, "--data-root", args.data_root, "--seed", str(seed),
+        "tune", "--dataset", dataset, "--data-root", args.data_root,
         "--epochs", str(args.max_epochs), "--patience", str(args.patience),
-        "--out", str(out), "--device", args.device, "--quiet", *flags,
+        "--device", args.device, "--jobs", str(args.jobs), "--seeds", seeds,
+        "--out", str(out), *row.flags, *kind_flags,
     ]  # fmt: skip
-    if args.lr is not None:
-        argv += ["--lr", str(args.lr)]
+    if args.trials is not None:
+        argv += ["--trials", str(args.trials)]
+    if not args.tune:
+        argv.append("--skip-search")
     tic = time.perf_counter()
-    module.run_example(script, module.build, module.add_arguments,
-                       getattr(module, "DEFAULTS", None), argv=argv)  # fmt: skip
-    print(f"  {script} {' '.join(flags)} seed {seed}: {time.perf_counter() - tic:.0f}s", flush=True)
-    return json.loads(metrics_file.read_text())
+    print(f"== {dataset} {row.label}: {' '.join(argv)}", flush=True)
+    try:
+        best = module.run_example(
+            row.script, module.build, module.add_arguments, getattr(module, "DEFAULTS", None),
+            argv=argv, search_space=getattr(module, "SEARCH_SPACE", None),
+        )  # fmt: skip
+    except SystemExit as err:  # run_example reports bad input and exits: go on with the rest
+        print(f"   {row.label} failed (exit {err.code})", flush=True)
+        return None
+    print(f"   {row.label}: {time.perf_counter() - tic:.0f} s", flush=True)
+    return best
+
+
+def _read_best(out: Path) -> dict | None:
+    path = out / "best.json"
+    if not path.is_file():
+        return None
+    best = json.loads(path.read_text())
+    return best if best.get("seeds") else None
 
 
 def _cell(values: list[float]) -> str:
@@ -85,81 +140,125 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def _on_gpu(run: dict) -> bool:
-    return str(run.get("config", {}).get("device", "cpu")).startswith("cuda")
+def _params(best: dict) -> str:
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k}={fmt(v)}" for k, v in best["params"].items())
 
 
-def table(rows: list[tuple[str, list[dict]]]) -> str:
-    head = "| model | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
-    head += " | valid R@20 | seeds | best epoch | s/epoch (CPU) | s/epoch (GPU) |\n|---"
-    head += "|---" * (len(METRICS) + 5) + "|\n"
-    if not any(runs for _, runs in rows):
+def _test_by_seed(best: dict) -> dict[str, float]:
+    return {s: r["test"][TESTED_METRIC] for s, r in best["seeds"].items()}
+
+
+def paired_p_value(a: dict | None, b: dict | None) -> str:
+    """Paired t-test (``scipy.stats.ttest_rel``) of test Recall@20 over the seeds both rows
+    ran; '-' when fewer than two seeds are shared or the test is undefined."""
+    if a is None or b is None or a is b:
+        return "-"
+    from scipy.stats import ttest_rel
+
+    x, y = _test_by_seed(a), _test_by_seed(b)
+    common = sorted(set(x) & set(y), key=int)
+    if len(common) < 2:
+        return "-"
+    p = float(ttest_rel([x[s] for s in common], [y[s] for s in common]).pvalue)
+    if math.isnan(p):
+        return "-"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def table(rows: list[tuple[Row, dict | None]]) -> str:
+    """The Markdown table of one data set and protocol."""
+    done = {row.label: best for row, best in rows if best is not None}
+    if not done:
         return "(no finished runs)\n"
-    lines = []
-    for label, runs in rows:
-        if not runs:
+    names = [SHORT[m.split("@")[0]] + "@" + m.split("@")[1] for m in METRICS + BEYOND]
+    head = ["model", "tuned parameters", *names, "seeds", f"p vs {BASELINE}", "p vs SEA",
+            "valid R@20", "best epochs", "trials", "s/epoch"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, best in rows:
+        if best is None:
             continue
-        cells = [_cell([r["test"][m] for r in runs]) for m in METRICS]
-        cells.append(_cell([r["best_valid"]["recall@20"] for r in runs]))
+        runs = list(best["seeds"].values())
+        cells = [row.label, _params(best)]
+        cells += [_cell([r["test"][m] for r in runs if m in r["test"]]) for m in METRICS + BEYOND]
         cells.append(str(len(runs)))
+        cells.append(paired_p_value(best, done.get(BASELINE)))
+        cells.append(paired_p_value(best, done.get(SEA)) if row.sea_family else "-")
+        cells.append(_cell([r["best_valid"]["recall@20"] for r in runs]))
         cells.append(" / ".join(str(r["best_epoch"]) for r in runs))
-        for on_gpu in (False, True):  # timings only make sense per kind of device
-            times = [r["seconds_per_epoch"] for r in runs if _on_gpu(r) == on_gpu]
-            cells.append(f"{statistics.mean(times):.2f}" if times else "-")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+        cells.append(", ".join(f"{n} {s}" for s, n in best["trials"].items()))
+        devices = sorted({r["device"] for r in runs})
+        seconds = statistics.mean(r["seconds_per_epoch"] for r in runs)
+        cells.append(f"{seconds:.2f} ({'/'.join(devices)})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="ml100k,synthetic")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--max-epochs", type=int, default=300)
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--data-root", default=default_data_root())
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--lr", type=float, default=None, help="one learning rate for every model "
-        "(default: each example's own default)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--tune", action="store_true",
+                        help="run (or continue) each row's search before its seeds")  # fmt: skip
     parser.add_argument("--tables-only", action="store_true",
-                        help="only rebuild the tables from finished runs")  # fmt: skip
-    parser.add_argument("--runs", default="runs/results", help="where finished runs are kept")
+                        help="train nothing: rebuild the tables from finished runs")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--datasets", default="ml100k")
+    parser.add_argument("--seeds", default=SEEDS, help=f"seeds of non-SEA rows (SEA: {SEA_SEEDS})")
+    parser.add_argument("--max-epochs", type=int, default=1000)
+    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials per search (default: the whole grid, or tune's TPE "
+                        "default)")  # fmt: skip
+    parser.add_argument("--data-root", default=default_data_root())
+    parser.add_argument("--runs", default="runs/results", help="where searches and runs are kept")
     parser.add_argument("--report", default=str(HERE.parent / "docs" / "results.md"))
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--only", default=None, help="comma-separated labels to run")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    seeds = [int(s) for s in args.seeds.split(",")]
     only = set(args.only.split(",")) if args.only else None
-    sections = []
-    tables = [] if args.skip_warm else [("warm", WARM, [])]
-    tables += [] if args.skip_cold else [("cold", COLD, ["--cold-start"])]
+    kinds = [] if args.skip_warm else [("warm", WARM, [])]
+    kinds += [] if args.skip_cold else [("cold", COLD, ["--cold-start"])]
+    sections, failed = [], []
     for dataset in args.datasets.split(","):
-        for kind, configs, extra in tables:
-            rows = []
-            for label, script, flags in configs:
-                if only and label not in only:
+        for kind, rows, kind_flags in kinds:
+            results = []
+            for row in rows:
+                if only and row.label not in only:
                     continue
-                runs = []
-                for seed in seeds:
-                    out = Path(args.runs) / dataset / kind / f"{_slug(label)}-s{seed}"
-                    if args.tables_only and not (out / "metrics.json").is_file():
-                        continue
-                    runs.append(run_one(script, flags + extra, dataset, seed, out, args))
-                rows.append((label, runs))
+                out = Path(args.runs) / dataset / kind / _slug(row.label)
+                best = _read_best(out)
+                finished = best is not None and len(best["seeds"]) >= len(_seeds(row, args))
+                if args.tables_only or (finished and not args.tune):
+                    pass
+                elif not args.tune and not (out / "study.db").is_file():
+                    print(f"{row.label} ({dataset}, {kind}): no search in {out}; run with "
+                          "--tune first", flush=True)  # fmt: skip
+                else:
+                    best = run_row(row, dataset, kind_flags, out, args)
+                    if best is None:
+                        failed.append(f"{dataset}/{kind}/{row.label}")
+                        best = _read_best(out)
+                results.append((row, best))
             title = "warm start" if kind == "warm" else "cold start (MICRO 4.1.3 protocol)"
-            sections.append(f"### {dataset}, {title}\n\n" + table(rows))
+            sections.append(f"### {dataset}, {title}\n\n" + table(results))
 
     settings = (
         f"Generated by `python examples/reproduce_results.py --datasets {args.datasets} "
-        f"--seeds {args.seeds} --max-epochs {args.max_epochs} --patience {args.patience}"
-        + (f" --lr {args.lr}" if args.lr is not None else "")
-        + "`; "
-        "test metrics at the best valid Recall@20 epoch, mean ± std over seeds.\n\n"
+        f"--max-epochs {args.max_epochs} --patience {args.patience}"
+        + (f" --trials {args.trials}" if args.trials is not None else "")
+        + "`. Each row: the example's `tune` search on valid Recall@20 (early stopping with "
+        f"that patience, at most that many epochs; the test split is not read), then the "
+        f"best configuration re-trained for seeds {args.seeds} (SEA rows: {SEA_SEEDS}); "
+        "test metrics at the best valid epoch, mean ± std over seeds. p: paired t-test "
+        "(scipy.stats.ttest_rel) of test R@20 over the shared seeds, against LightGCN and, "
+        "for SEA's variants and ablations, against SEA-a. Cov, Nov, Gini, APop: coverage, "
+        "novelty, Gini index and average popularity of the top-20 lists "
+        "(`pyg_multirec.metrics.beyond_accuracy_metrics`). s/epoch: training part of an "
+        "epoch, mean over seeds (device).\n\n"
     )
     report = Path(args.report)
     text = report.read_text() if report.is_file() else f"# Results\n\n{START}\n{END}\n"
@@ -169,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     tail = rest.split(END, 1)[1]
     report.write_text(head + START + "\n" + settings + "\n".join(sections) + END + tail)
     print(f"wrote {report}")
+    if failed:
+        print("failed rows: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -18,18 +18,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pyg_multirec.io import (
-    _build,
-    _check_target,
-    _write,
-    read_feature,
-    read_ids,
-    read_interactions,
-)
+if TYPE_CHECKING:
+    from pyg_multirec.datasets import MMRecSummary
 
 PROG = "pyg-multirec"
 ERROR_STATUS = 2
@@ -135,46 +129,51 @@ def parse_feature_spec(spec: str) -> tuple[str, Path, str | None]:
     return name, Path(rest), key
 
 
+def format_conversion(summary: MMRecSummary, source: str, min_interactions: int) -> str:
+    """What ``pyg-multirec convert`` prints about a conversion (see
+    :class:`~pyg_multirec.datasets.MMRecSummary`)."""
+    order = "by timestamp" if summary.has_timestamps else "no timestamps: file order"
+    lines = [f"read {summary.num_input:,} interactions from {source} ({order})"]
+    if summary.num_duplicates or summary.num_filtered:
+        lines.append(
+            f"dropped {summary.num_duplicates:,} duplicate (user, item) pairs and "
+            f"{summary.num_filtered:,} interactions below --min-interactions {min_interactions}"
+        )
+    split = ", ".join(f"{s} {n:,}" for s, n in summary.split_counts.items())
+    lines.append(
+        f"wrote {summary.folder}: {summary.num_users:,} users, {summary.num_items:,} items, "
+        f"{summary.num_interactions:,} interactions ({split})"
+    )
+    for modality, shape in summary.feature_shapes.items():
+        rule = summary.feature_rules[modality]
+        lines.append(f"  {modality}_feat.npy  float32 {list(shape)}  ({rule})")
+    return "\n".join(lines)
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    features = {}
+    from pyg_multirec.datasets import convert_files
+
+    features: dict[str, tuple[Path, str | None]] = {}
     for spec in args.feature:
         name, path, key = parse_feature_spec(spec)
         if name in features:
             raise ValueError(f"--feature names modality {name!r} twice")
-        features[name] = read_feature(path, key)
-    folder = _check_target(args.out, args.name, args.overwrite)
-    ignore_time = args.time_col == ""
-    users, items, times = read_interactions(
+        features[name] = (path, key)
+    summary = convert_files(
         args.interactions,
-        args.user_col if args.user_col is not None else ("user" if args.header else 0),
-        args.item_col if args.item_col is not None else ("item" if args.header else 1),
-        None if ignore_time else args.time_col,
+        features,
+        args.out,
+        args.name,
+        user_col=args.user_col,
+        item_col=args.item_col,
+        time_col=args.time_col,
         sep=SEP_ALIASES.get(args.sep, args.sep),
         header=args.header,
+        item_ids=args.item_ids,
+        min_interactions=args.min_interactions,
+        overwrite=args.overwrite,
     )
-    if ignore_time:
-        times = None
-    item_ids = read_ids(args.item_ids) if args.item_ids is not None else None
-    tables = _build(users, items, features, times, item_ids, args.min_interactions)
-    _write(tables, folder, args.name)
-
-    order = "by timestamp" if times is not None else "no timestamps: file order"
-    print(f"read {tables.num_input:,} interactions from {args.interactions} ({order})")
-    if tables.num_duplicates or tables.num_filtered:
-        print(
-            f"dropped {tables.num_duplicates:,} duplicate (user, item) pairs and "
-            f"{tables.num_filtered:,} interactions below --min-interactions "
-            f"{args.min_interactions}"
-        )
-    train, valid, test = tables.split_counts()
-    print(
-        f"wrote {folder}: {tables.user_ids.shape[0]:,} users, {tables.item_ids.shape[0]:,} "
-        f"items, {tables.users.shape[0]:,} interactions (train {train:,}, valid {valid:,}, "
-        f"test {test:,})"
-    )
-    for modality, feat in tables.features.items():
-        rule = tables.feature_rules[modality]
-        print(f"  {modality}_feat.npy  float32 {list(feat.shape)}  ({rule})")
+    print(format_conversion(summary, args.interactions, args.min_interactions))
     print(f"inspect it with: {PROG} info --data-root {args.out} --dataset {args.name}")
     return 0
 

@@ -10,7 +10,17 @@ from torch import Tensor
 from torch.nn import Module
 from torch_geometric.data import HeteroData
 
-from pyg_multirec.metrics import DEFAULT_KS, NUM_ROWS_KEY, ranking_metrics
+from pyg_multirec._checks import check_choice, is_int, out_of_range
+from pyg_multirec.metrics import (
+    DEFAULT_KS,
+    NUM_ROWS_KEY,
+    _check_ks,
+    _ranking_metrics,
+    beyond_accuracy_metrics,
+    coverage_and_gini,
+    item_counts,
+    item_popularity,
+)
 
 #: Splits that :func:`evaluate` ranks against; the training split is always masked.
 EVAL_SPLITS = ("valid", "test")
@@ -47,6 +57,7 @@ def evaluate(
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     mask_valid: bool = False,
     device: Optional[Union[str, torch.device]] = None,
+    beyond_accuracy: bool = True,
 ) -> dict[str, float]:
     r"""Evaluates :obj:`model` by full ranking over all items, the MMRec protocol.
 
@@ -58,6 +69,13 @@ def evaluate(
     :func:`~pyg_multirec.metrics.ranking_metrics` are summed. Only one batch of scores is
     held at a time. The result averages over all evaluated users, so it does not depend
     on :obj:`batch_size`.
+
+    With :obj:`beyond_accuracy` (the default), the top-:math:`K` lists are also described
+    by :func:`~pyg_multirec.metrics.beyond_accuracy_metrics`, with the training interaction
+    counts as item popularity: the per-user ones (:obj:`"avg_pop@K"`, :obj:`"novelty@K"`)
+    are averaged like the ranking metrics, and the catalogue-wide ones
+    (:obj:`"coverage@K"`, :obj:`"gini@K"`) come from the item counts of the top-:math:`K`
+    lists accumulated over all user batches.
 
     Args:
         model (torch.nn.Module): a model with :obj:`embed() -> (user_emb, item_emb)` and
@@ -79,9 +97,8 @@ def evaluate(
         dict: the averaged metrics (e.g. :obj:`"recall@20"`) and :obj:`"num_rows"`, the
         number of evaluated users.
     """
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"'split' must be one of {EVAL_SPLITS} (got {split!r})")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    check_choice(split, "'split'", EVAL_SPLITS)
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"'batch_size' must be an int >= 1 (got {batch_size!r})")
     num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
     targets = _split_edges(data, split)
@@ -91,6 +108,9 @@ def evaluate(
     if mask_valid and split == "test":
         masked.append(_split_edges(data, "valid"))
     masked_edges = torch.cat(masked, dim=1)
+    popularity = (
+        item_popularity(_split_edges(data, TRAIN_SPLIT), num_items) if beyond_accuracy else None
+    )
 
     was_training = model.training
     model.eval()
@@ -114,6 +134,7 @@ def evaluate(
                 num_items,
                 ks,
                 batch_size,
+                popularity,
             )
     finally:
         model.train(was_training)
@@ -130,8 +151,13 @@ def _evaluate_batches(
     num_items: int,
     ks: Union[int, Sequence[int]],
     batch_size: int,
+    popularity: Optional[Tensor] = None,
 ) -> dict[str, float]:
     device = user_emb.device
+    ks = _check_ks(ks, num_items)
+    if popularity is not None:
+        popularity = popularity.to(device)
+    counts = {k: torch.zeros(num_items, dtype=torch.long, device=device) for k in ks}
     targets, masked_edges = targets.to(device), masked_edges.to(device)
     target_ptr, target_items = build_user_item_csr(targets, num_users)
     mask_ptr, mask_items = build_user_item_csr(masked_edges, num_users)
@@ -177,14 +203,21 @@ def _evaluate_batches(
         keep = m_rows >= 0
         batch_exclude = torch.stack([m_rows[keep], mask_items[m_lo:m_hi][keep]])
 
-        batch_sums = ranking_metrics(
-            scores, batch_targets, ks=ks, exclude=batch_exclude, reduction="sum"
-        )
+        batch_sums, top = _ranking_metrics(scores, batch_targets, ks, batch_exclude, "sum")
+        if popularity is not None:
+            batch_sums.update(
+                beyond_accuracy_metrics(top, popularity, num_users, ks, reduction="sum")
+            )
+            for k in ks:  # catalogue-wide metrics need the counts of all batches
+                counts[k] += item_counts(top, k, num_items)
         for key, value in batch_sums.items():
             sums[key] = sums.get(key, 0.0) + value
 
     total = sums.pop(NUM_ROWS_KEY)
     out = {key: value / total for key, value in sums.items()}
+    if popularity is not None:
+        for k in ks:
+            out[f"coverage@{k}"], out[f"gini@{k}"] = coverage_and_gini(counts[k])
     out[NUM_ROWS_KEY] = int(total)
     return out
 
@@ -201,8 +234,7 @@ def _split_edges(data: HeteroData, split: str) -> Tensor:
         )
     counts = (data["user"].num_nodes, data["item"].num_nodes)
     for axis, (what, bound) in enumerate(zip(("user", "item"), counts)):
-        ids = edge_index[axis]
-        if ids.numel() > 0 and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+        if out_of_range(edge_index[axis], bound) is not None:
             raise ValueError(
                 f"data[{edge_type}].edge_index has {what} ids out of range [0, {bound})"
             )

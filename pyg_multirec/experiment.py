@@ -1,4 +1,5 @@
-"""The command line shared by every example script: ``train``, ``evaluate``, ``recommend``.
+"""The command line shared by every example script: ``train``, ``evaluate``, ``recommend``,
+``tune`` (hyper-parameter search, :mod:`pyg_multirec.tune`).
 
 An example defines its model and calls :func:`run_example`; arguments, data loading,
 checkpoints and output live here once::
@@ -26,12 +27,14 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
+from pyg_multirec import distributed
 from pyg_multirec.datasets import cold_start_split, load_dataset
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.models import Recommender
 from pyg_multirec.train import TrainResult, resolve_device, seed_everything, train
+from pyg_multirec.tune import add_tune_arguments, run_tune
 
-SUBCOMMANDS = ("train", "evaluate", "recommend")
+SUBCOMMANDS = ("train", "evaluate", "recommend", "tune")
 DATA_ENV = "PYG_MULTIREC_DATA"
 REPORTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 NEGATIVES = ("all", "warm")
@@ -127,6 +130,14 @@ def build_parser(
         add_arguments(train_p.add_argument_group(f"{name} hyper-parameters"))
     if defaults:
         train_p.set_defaults(**defaults)
+    tune_p = sub.add_parser("tune", help="search hyper-parameters on the validation split")
+    _add_data_arguments(tune_p)
+    _add_train_arguments(tune_p)
+    if add_arguments is not None:
+        add_arguments(tune_p.add_argument_group(f"{name} hyper-parameters"))
+    if defaults:
+        tune_p.set_defaults(**defaults)
+    add_tune_arguments(tune_p)
     eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
     eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
     eval_p.add_argument(
@@ -168,11 +179,17 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 
 def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> TrainResult:
+    # Under torchrun (see docs/distributed.md) every process trains; rank 0 alone processes
+    # raw data files first, writes the outputs and prints.
+    replicas, _ = distributed.setup(resolve_device(args.device))
     seed_everything(args.seed)
-    data = load_data(args)
+    data = replicas.on_main(lambda: load_data(args), share=False)
+    if not replicas.is_main:
+        data = load_data(args)
     model = build_model(data, args)
     out = Path(args.out or f"runs/{name}-{args.dataset}-s{args.seed}")
-    out.mkdir(parents=True, exist_ok=True)
+    if replicas.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     result = train(
         model,
         data,
@@ -192,6 +209,14 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
         max_train_batches=args.max_batches,
         negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
+    if replicas.is_main:
+        _write_outputs(name, model, result, args, out)
+    return result
+
+
+def _write_outputs(
+    name: str, model: Recommender, result: TrainResult, args: argparse.Namespace, out: Path
+) -> None:
     config = {k: v for k, v in vars(args).items() if k != "command"}
     torch.save(
         {"model": name, "config": config, "state": model.state_dict()}, out / BEST_CHECKPOINT
@@ -205,7 +230,6 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
     print(
         f"{result.seconds_per_epoch:.2f} s/epoch; wrote {out / BEST_CHECKPOINT}, {out}/metrics.json"
     )
-    return result
 
 
 def _write_plots(model: Recommender, result: TrainResult, out: Path) -> None:
@@ -283,6 +307,7 @@ def run_example(
     add_arguments: AddArguments | None = None,
     defaults: dict[str, Any] | None = None,
     argv: Sequence[str] | None = None,
+    search_space: dict[str, Any] | None = None,
 ) -> Any:
     """Parses the command line of an example script and runs the chosen sub-command.
 
@@ -293,6 +318,7 @@ def run_example(
         defaults: overrides of the shared defaults (e.g. ``{'lr': 1e-4}``).
         argv: arguments (default ``sys.argv[1:]``); ``train`` is implied when no
             sub-command is given.
+        search_space: the default space of ``tune`` (see :mod:`pyg_multirec.tune`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
@@ -303,6 +329,8 @@ def run_example(
         if args.command == "train":
             resolve_device(args.device)
             return _train(name, build_model, args)
+        if args.command == "tune":
+            return run_tune(name, build_model, args, add_arguments, search_space)
         model, data, config = _restore(name, build_model, args)
         if args.command == "evaluate":
             metrics = evaluate(model, data, "test", mask_valid=config.mask_valid)

@@ -9,6 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from pyg_multirec._checks import check_int, out_of_range
+
 #: Rejection rounds before the remaining collisions are drawn exactly (see
 #: :func:`sample_negatives`). With a typical density of 1 %, one round leaves ~1 % of the
 #: draws to redo and a handful of rounds leave none.
@@ -139,8 +141,7 @@ class BPRSampler:
         self.num_items = _check_count(num_items, "num_items")
         self.batch_size = _check_count(batch_size, "batch_size")
         self.num_negatives = _check_count(num_negatives, "num_negatives")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"'seed' must be an int (got {type(seed).__name__})")
+        check_int(seed, "'seed'")
         _check_edge_index(edge_index, self.num_users, self.num_items)
 
         self.users = edge_index[0].contiguous()
@@ -294,11 +295,7 @@ def check_item_ids(items: Tensor, num_items: int, name: str) -> Tensor:
 
 
 def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"'{name}' must be >= 1 (got {value})")
-    return value
+    return check_int(value, f"'{name}'", minimum=1)
 
 
 def _check_edge_index(edge_index: Tensor, num_users: int, num_items: int) -> None:
@@ -312,8 +309,9 @@ def _check_edge_index(edge_index: Tensor, num_users: int, num_items: int) -> Non
     if edge_index.size(1) == 0:
         raise ValueError("'edge_index' is empty: there are no training interactions")
     for axis, what, bound in ((0, "user", num_users), (1, "item", num_items)):
-        low, high = int(edge_index[axis].min()), int(edge_index[axis].max())
-        if low < 0 or high >= bound:
+        low_high = out_of_range(edge_index[axis], bound)
+        if low_high is not None:
+            low, high = low_high
             raise ValueError(
                 f"'edge_index' has {what} ids out of range [0, {bound}) "
                 f"(found {low if low < 0 else high})"

@@ -26,7 +26,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from pyg_multirec.checkpoint import CHECKPOINT_VERSION, TrainingState
+from pyg_multirec import distributed
+from pyg_multirec.checkpoint import CHECKPOINT_VERSION, TrainingState, rng_state
+from pyg_multirec.distributed import Replicas
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.losses import value_checks
 from pyg_multirec.models import Recommender
@@ -204,36 +206,56 @@ def train_epoch(
     epoch: int,
     device: torch.device,
     bar: tqdm | None = None,
+    replicas: Replicas | None = None,
 ) -> dict[str, float]:
     """One pass of Adam steps on ``loss_fn(users, pos, neg)['loss']`` over ``batches``.
 
-    Returns the mean of every loss term over the steps. On an accelerator, reading a loss
-    value waits for the device: the running loss is checked (and shown) every
-    ``DEVICE_SYNC_EVERY`` steps instead of after each one.
+    Returns the mean over the steps of every loss term of the (global) batch. On an
+    accelerator, reading a loss value waits for the device: the running loss is checked
+    (and shown) every ``DEVICE_SYNC_EVERY`` steps instead of after each one.
+
+    With several processes (``replicas``), every process receives the same global
+    batches and trains on its share of each (:meth:`Replicas.share`); its loss is scaled
+    by ``share * world_size`` so that the gradients averaged by DDP are those of the mean
+    over the global batch, and the logged terms are summed over the processes. A NaN is
+    then only detected at the end of the epoch, on the summed terms, so that every
+    process raises together instead of one leaving the others waiting.
     """
-    check_every = 1 if device.type == "cpu" else DEVICE_SYNC_EVERY
+    replicas = replicas if replicas is not None else Replicas()
+    if replicas.is_distributed:
+        check_every = 0  # no per-step check (see above)
+    else:
+        check_every = 1 if device.type == "cpu" else DEVICE_SYNC_EVERY
+    show_every = check_every or DEVICE_SYNC_EVERY
     sums: dict[str, Tensor] = {}
     steps = 0
     for users, pos, neg in batches:
         if steps >= num_batches:
             break
-        users, pos, neg = users.to(device), pos.to(device), neg.to(device)
+        rows, share = replicas.share(users.numel())
+        users, pos, neg = users[rows].to(device), pos[rows].to(device), neg[rows].to(device)
         with value_checks(check_every == 1):  # no per-loss host syncs on accelerators
             terms = loss_fn(users, pos, neg)
         loss = terms["loss"]
-        if steps % check_every == 0:
+        if check_every and steps % check_every == 0:
             _check_finite(loss, epoch)
+        weight = share * replicas.world_size
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         optimizer.step()
         for key, value in terms.items():
-            value = value.detach()
+            value = value.detach() if share == 1.0 else value.detach() * share
             sums[key] = sums[key] + value if key in sums else value.clone()
         steps += 1
         if bar is not None:
-            if steps % check_every == 0:
-                bar.set_postfix(loss=f"{float(sums['loss']) / steps:.4f}")
+            if steps % show_every == 0:
+                running = float(sums["loss"]) * replicas.world_size / steps
+                bar.set_postfix(loss=f"{running:.4f}")
             bar.update()
+    if replicas.is_distributed and sums:
+        keys = sorted(sums)
+        total = replicas.all_reduce_sum(torch.stack([sums[k].float() for k in keys]))
+        sums = dict(zip(keys, total.unbind()))
     if steps:
         _check_finite(sums["loss"], epoch)
     return {key: float(value) / max(steps, 1) for key, value in sums.items()}
@@ -336,41 +358,40 @@ def train(
     A model that keeps state outside its parameters and buffers (e.g. the optimizer of
     an auxiliary estimator) stores it through ``get_extra_state``/``set_extra_state`` so
     that checkpoints resume exactly.
+
+    Started by ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1), the processes train
+    one model together (:mod:`pyg_multirec.distributed`, ``docs/distributed.md``):
+    ``batch_size`` is the global batch (a multiple of ``N``), gradients are averaged by
+    ``DistributedDataParallel``, rank 0 validates, logs, writes ``history_path`` and
+    ``checkpoint_path`` and calls ``on_epoch_end``, and every process returns the same
+    :class:`TrainResult`.
     """
     _check_arguments(data, epochs, batch_size, patience, monitor, ks, resume, checkpoint_path)
     num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
     if negative_items is not None:
         negative_items = check_item_ids(negative_items, num_items, "negative_items")
-
-    device = resolve_device(device)
-    seed_everything(seed)
+    distributed.from_environment().check_batch_size(batch_size)  # before joining a group
+    replicas, device = distributed.setup(resolve_device(device))
+    seed_everything(seed + replicas.rank)  # rank 0 seeds as a single process does
     model = model.to(device)
-    data = data.to(device)
-
-    aux = {id(p) for p in model.auxiliary_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_decay) if lr_decay is not None else None
+    optimizer, scheduler = _optimizer(model, lr, weight_decay, lr_decay)
+    run = _Run(
+        model,
+        data.to(device),
+        device,
+        replicas,
+        optimizer,
+        scheduler,
+        EarlyStopping(monitor, patience),
+        ks,
+        eval_batch_size,
+        Path(history_path) if history_path is not None else None,
+        Path(checkpoint_path) if checkpoint_path is not None else None,
+        _Log(progress and replicas.is_main),
+        on_epoch_end,
     )
-    stopper = EarlyStopping(monitor, patience)
-    stopper.best_state = state_to_cpu(model)
-    # Everything a checkpoint saves and restores, by name.
-    components = {
-        "model": model,
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        "stopping": stopper,
-    }
-
-    history: list[dict[str, float]] = []
-    start_epoch = 1
-    ckpt_path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = TrainingState.load(ckpt_path)
-        state.restore(components)
-        history, start_epoch = state.history, state.epoch + 1
-
+    if resume:
+        run.resume()
     sampler = BPRSampler(
         data[TRAIN_EDGE].edge_index.cpu(),
         num_users,
@@ -379,52 +400,160 @@ def train(
         seed=seed * EPOCH_SEED_STRIDE,
         negative_items=negative_items,
     )
-    num_batches = (
-        len(sampler) if max_train_batches is None else min(len(sampler), max_train_batches)
-    )
-    log = _Log(progress)
+    num_batches = len(sampler)
+    if max_train_batches is not None:
+        num_batches = min(num_batches, max_train_batches)
     stopped_early = False
-    for epoch in range(start_epoch, epochs + 1):
-        if stopper.should_stop:
+    for epoch in range(run.next_epoch, epochs + 1):
+        if run.stopper.should_stop:
             stopped_early = True
             break
+        run.epoch(epoch, sampler, num_batches)
+    test = run.restore_best_and_test(evaluate_test, mask_valid_at_test)
+    history = run.history
+    return TrainResult(
+        best_epoch=run.stopper.best_epoch,
+        best_valid=run.stopper.best_valid,
+        test=test,
+        history=history,
+        seconds_per_epoch=float(np.mean([r["seconds"] for r in history])) if history else 0.0,
+        stopped_early=stopped_early,
+    )
+
+
+class _Run:
+    """The objects of one :func:`train` call and its per-epoch steps."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        data: HeteroData,
+        device: torch.device,
+        replicas: Replicas,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        stopper: EarlyStopping,
+        ks: Sequence[int],
+        eval_batch_size: int,
+        history_path: Path | None,
+        checkpoint_path: Path | None,
+        log: _Log,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+    ) -> None:
+        self.model, self.data, self.device, self.replicas = model, data, device, replicas
+        self.optimizer, self.scheduler, self.stopper = optimizer, scheduler, stopper
+        self.ks, self.eval_batch_size = ks, eval_batch_size
+        self.history_path, self.checkpoint_path = history_path, checkpoint_path
+        self.log, self.on_epoch_end = log, on_epoch_end
+        self.step = distributed.wrap_for_data_parallel(model, replicas, device)
+        self.history: list[dict[str, float]] = []
+        stopper.best_state = state_to_cpu(model)
+        # Everything a checkpoint saves and restores, by name.
+        self.components = {
+            "model": model,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "stopping": stopper,
+        }
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.history) + 1  # one history row per finished epoch
+
+    def resume(self) -> None:
+        """Continues from the checkpoint, if it exists (every process reads it)."""
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            state = TrainingState.load(self.checkpoint_path)
+            state.restore(self.components, rank=self.replicas.rank)
+            self.history = state.history
+
+    def epoch(self, epoch: int, sampler: BPRSampler, num_batches: int) -> None:
+        """Trains one epoch, then rank 0 validates, logs and saves; the others follow."""
+        model, replicas = self.model, self.replicas
         model.train()
         model.on_epoch_start(epoch)
+        distributed.check_in_step(model, replicas, self.device, f"epoch {epoch}")
         sampler.set_epoch(epoch)  # negatives of epoch e depend only on (seed, e): resumable
-        bar = log.bar(num_batches, epoch)
+        bar = self.log.bar(num_batches, epoch)
         tic = time.perf_counter()
-        losses = train_epoch(model.loss, optimizer, sampler, num_batches, epoch, device, bar)
+        with distributed.replicated_step(replicas):
+            losses = train_epoch(
+                self.step, self.optimizer, sampler, num_batches, epoch, self.device, bar, replicas
+            )
         bar.close()
-        if scheduler is not None:
-            scheduler.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         seconds = time.perf_counter() - tic
+        distributed.average_running_statistics(model, replicas)
+        rngs = replicas.gather(rng_state()) if self.checkpoint_path is not None else None
+        valid, main_seconds = replicas.on_main(
+            lambda: self._validate_on_main(epoch, seconds, losses, rngs)
+        )
+        if not replicas.is_main:  # the same record as rank 0's
+            self._record(epoch, main_seconds, losses, valid)
 
-        valid = evaluate(model, data, "valid", ks=ks, batch_size=eval_batch_size)
-        stopper.update(epoch, valid, model)
+    def _validate_on_main(
+        self,
+        epoch: int,
+        seconds: float,
+        losses: dict[str, float],
+        rngs: list[dict[str, Any]] | None,
+    ) -> tuple[dict[str, float], float]:
+        valid = evaluate(
+            self.model, self.data, "valid", ks=self.ks, batch_size=self.eval_batch_size
+        )
+        row = self._record(epoch, seconds, losses, valid)
+        self.log.epoch(row, self.stopper)
+        if self.history_path is not None:
+            _write_history(self.history, self.history_path)
+        if self.checkpoint_path is not None:
+            state = TrainingState.capture(epoch, self.history, self.components, rngs)
+            state.save(self.checkpoint_path)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, dict(valid))
+        return valid, seconds
+
+    def _record(
+        self, epoch: int, seconds: float, losses: dict[str, float], valid: dict[str, float]
+    ) -> dict[str, float]:
+        """Updates early stopping and appends (and returns) the epoch's history row."""
+        self.stopper.update(epoch, valid, self.model)
         row: dict[str, float] = {"epoch": epoch, "seconds": seconds}
         row.update({f"train_{k}": v for k, v in losses.items()})
         row.update({f"valid_{k}": v for k, v in valid.items() if k != "num_rows"})
-        history.append(row)
-        log.epoch(row, stopper)
-        if history_path is not None:
-            _write_history(history, Path(history_path))
-        if ckpt_path is not None:
-            TrainingState.capture(epoch, history, components).save(ckpt_path)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, dict(valid))
+        self.history.append(row)
+        return row
 
-    model.load_state_dict(copy.deepcopy(stopper.best_state))
-    model.on_epoch_start(stopper.best_epoch)  # lets models rebuild caches from the restored state
-    test = {}
-    if evaluate_test:
-        test = evaluate(
-            model, data, "test", ks=ks, batch_size=eval_batch_size, mask_valid=mask_valid_at_test
+    def restore_best_and_test(self, evaluate_test: bool, mask_valid: bool) -> dict[str, float]:
+        """Loads the best parameters; rank 0 evaluates them on the test split if asked."""
+        self.model.load_state_dict(copy.deepcopy(self.stopper.best_state))
+        # lets models rebuild caches from the restored state
+        self.model.on_epoch_start(self.stopper.best_epoch)
+        if not evaluate_test:
+            return {}
+        return self.replicas.on_main(
+            lambda: evaluate(
+                self.model,
+                self.data,
+                "test",
+                ks=self.ks,
+                batch_size=self.eval_batch_size,
+                mask_valid=mask_valid,
+            )
         )
-    return TrainResult(
-        best_epoch=stopper.best_epoch,
-        best_valid=stopper.best_valid,
-        test=test,
-        history=history,
-        seconds_per_epoch=float(np.mean([row["seconds"] for row in history])) if history else 0.0,
-        stopped_early=stopped_early,
+
+
+def _optimizer(
+    model: Recommender,
+    lr: float,
+    weight_decay: float,
+    lr_decay: Callable[[int], float] | None,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Adam over the trainable parameters but ``model.auxiliary_parameters()``."""
+    aux = {id(p) for p in model.auxiliary_parameters()}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_decay) if lr_decay is not None else None
     )
+    return optimizer, scheduler

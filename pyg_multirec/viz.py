@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pyg_multirec._checks import check_int
+
 __all__ = ["plot_training_curves", "plot_tsne"]
 
 INSTALL_HINT = "pip install pyg_multirec[viz]"
@@ -247,8 +249,7 @@ def plot_tsne(
     shapes = {k: a.shape for k, a in zip(keys, arrays)}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"representations must all have the same shape, got {shapes}")
-    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)):
-        raise TypeError(f"max_points must be an int, got {type(max_points).__name__}")
+    check_int(max_points, "max_points")
     num_items = arrays[0].shape[0]
     per_key = min(num_items, max_points // len(keys))
     if per_key < MIN_POINTS_PER_KEY:

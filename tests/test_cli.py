@@ -1,4 +1,5 @@
-"""Tests of ``pyg-multirec`` (pyg_multirec/cli.py) and of the MMRec writer (pyg_multirec/io.py)."""
+"""Tests of ``pyg-multirec`` (pyg_multirec/cli.py); the writer and readers it calls are tested
+in tests/datasets/test_mmrec_writer.py and tests/datasets/test_readers.py."""
 
 from __future__ import annotations
 
@@ -13,45 +14,14 @@ import numpy as np
 import pytest
 
 from pyg_multirec.cli import main, parse_feature_spec
-from pyg_multirec.io import read_feature, read_ids, read_interactions, write_mmrec
+from tests.datasets.helpers import read_inter_file, read_mapping, reference_split
 
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml100k"
 REPO = Path(__file__).resolve().parents[1]
 SPLIT_NAMES = ("train", "valid", "test")
 
 # user -> number of distinct items; 'eve' has 2 (< 3: all train)
 USER_COUNTS = {"alice": 10, "bob": 5, "carol": 4, "dave": 3, "eve": 2}
 ITEMS = [f"i{j:02d}" for j in range(12)]
-
-
-# --------------------------------------------------------------------------------------
-# an independent reference of the split, written from the rule in the ml100k README
-# --------------------------------------------------------------------------------------
-
-
-def reference_split(rows: list[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
-    """(user, item) -> x_label, with duplicates keeping the earliest time."""
-    earliest: dict[tuple[str, str], int] = {}
-    for user, item, t in rows:
-        if (user, item) not in earliest or t < earliest[(user, item)]:
-            earliest[(user, item)] = t
-    by_user: dict[str, list[tuple[int, str]]] = {}
-    for (user, item), t in earliest.items():
-        by_user.setdefault(user, []).append((t, item))
-    labels = {}
-    for user, events in by_user.items():
-        events.sort()  # by time, ties by item id (string ids sort like the new ids)
-        n = len(events)
-        if n < 3:
-            n_valid = n_test = 0
-        else:
-            n_test = max(1, round(0.1 * n))
-            n_valid = max(1, round(0.1 * n))
-        n_train = n - n_valid - n_test
-        for position, (_, item) in enumerate(events):
-            in_valid = position < n_train + n_valid
-            labels[(user, item)] = 0 if position < n_train else 1 if in_valid else 2
-    return labels
 
 
 @pytest.fixture
@@ -89,19 +59,6 @@ def convert_args(raw: dict, *extra: str) -> list[str]:
         "--name", "toy",
         *extra,
     ]  # fmt: skip
-
-
-def read_mapping(path: Path) -> dict[str, int]:
-    with path.open() as f:
-        reader = csv.reader(f, delimiter="\t")
-        next(reader)
-        return {orig: int(new) for orig, new in reader}
-
-
-def read_inter_file(path: Path) -> tuple[list[str], np.ndarray]:
-    with path.open() as f:
-        header = f.readline().rstrip("\n").split("\t")
-    return header, np.loadtxt(path, skiprows=1, dtype=np.int64, ndmin=2)
 
 
 # --------------------------------------------------------------------------------------
@@ -326,124 +283,23 @@ def test_module_help_subprocess() -> None:
         assert command in result.stdout
 
 
-# --------------------------------------------------------------------------------------
-# the Python API: write_mmrec and the readers
-# --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "n, expected",
-    [(1, (1, 0, 0)), (2, (2, 0, 0)), (3, (1, 1, 1)), (5, (3, 1, 1)), (10, (8, 1, 1)),
-     (15, (11, 2, 2)), (25, (21, 2, 2)), (35, (27, 4, 4)), (64, (52, 6, 6))],
-)  # fmt: skip
-def test_split_sizes(tmp_path: Path, n: int, expected: tuple[int, int, int]) -> None:
-    # round(1.5) = round(2.5) = 2 and round(3.5) = 4 (halves to even), as in the README
-    items = np.arange(n)
-    folder = write_mmrec(np.zeros(n, int), items, {"x": np.ones((n, 2))}, tmp_path, "s")
-    _, table = read_inter_file(folder / "s.inter")
-    assert tuple(np.bincount(table[:, 3], minlength=3).tolist()) == expected
-    # without timestamps: file order, and the timestamp column is the input row
-    np.testing.assert_array_equal(table[:, 2], np.arange(n))
-    assert (np.diff(table[:, 3]) >= 0).all()  # train, then valid, then test
-
-
-def test_write_mmrec_dedup_keeps_earliest(tmp_path: Path) -> None:
-    users = np.array([7, 7, 7, 7, 7])
-    items = np.array([3, 1, 2, 3, 4])
-    times = np.array([50, 10, 20, 5, 40])  # item 3 first seen at t=5 (4th row)
-    folder = write_mmrec(users, items, {"x": np.eye(4)}, tmp_path, "d", timestamps=times)
-    _, table = read_inter_file(folder / "d.inter")
-    # new item ids 0..3 for 1..4; order by time: 3 (t5), 1 (t10), 2 (t20), 4 (t40)
-    assert table[:, 1].tolist() == [2, 0, 1, 3]
-    assert table[:, 2].tolist() == [5, 10, 20, 40]
-    assert table[:, 3].tolist() == [0, 0, 1, 2]
-
-
-def test_write_mmrec_catalogue_rows_and_datetimes(tmp_path: Path) -> None:
-    users = np.array(["b", "a", "a", "b", "a"])
-    items = np.array([5, 2, 5, 8, 9])
-    catalogue = np.arange(12 * 3, dtype=np.float64).reshape(12, 3)  # row r = item id r
-    times = np.array(["2020-01-02", "2020-01-01", "2020-01-03", "2020-01-01", "2020-01-05"],
-                     dtype="datetime64[s]")  # fmt: skip
-    folder = write_mmrec(users, items, {"v": catalogue}, tmp_path, "cat", timestamps=times)
-    np.testing.assert_array_equal(np.load(folder / "v_feat.npy"), catalogue[[2, 5, 8, 9]])
-    _, table = read_inter_file(folder / "cat.inter")
-    assert table[0, 2] == 1577836800  # 2020-01-01T00:00:00Z
-    assert read_mapping(folder / "u_id_mapping.csv") == {"a": 0, "b": 1}
-
-
-def test_write_mmrec_errors(tmp_path: Path) -> None:
-    ones = {"x": np.ones((2, 2))}
-    with pytest.raises(ValueError, match="users and items must have the same length"):
-        write_mmrec([1, 2], [1], ones, tmp_path, "e")
-    with pytest.raises(TypeError, match="users mixes id types"):
-        write_mmrec(np.array([1, "a"], dtype=object), [1, 2], ones, tmp_path, "e")
-    with pytest.raises(ValueError, match="tabs/newlines"):
-        write_mmrec(["a\tb", "c"], [1, 2], ones, tmp_path, "e")
-    with pytest.raises(ValueError, match="must be 2-D"):
-        write_mmrec([1, 2], [1, 2], {"x": np.ones(2)}, tmp_path, "e")
-    with pytest.raises(ValueError, match="non-empty dict"):
-        write_mmrec([1, 2], [1, 2], {}, tmp_path, "e")
-    with pytest.raises(ValueError, match="timestamps contain NaN"):
-        write_mmrec([1, 2], [1, 2], ones, tmp_path, "e", timestamps=[1.0, np.nan])
-    with pytest.raises(ValueError, match="name '../x' must be a plain folder name"):
-        write_mmrec([1, 2], [1, 2], ones, tmp_path, "../x")
-    with pytest.raises(ValueError, match="no interaction is left"):
-        write_mmrec([1, 2], [1, 2], ones, tmp_path, "e", min_interactions=2)
-    with pytest.raises(ValueError, match="interacted items are not in item_ids"):
-        write_mmrec([1, 2], [1, 2], ones, tmp_path, "e", item_ids=[1, 3])
-    with pytest.raises(ValueError, match="must not repeat"):
-        write_mmrec([1, 2], [1, 2], ones, tmp_path, "e", item_ids=[1, 1])
-
-
-def test_readers(tmp_path: Path) -> None:
-    path = tmp_path / "log.tsv"
-    path.write_text("item;user;when\n007;u1;2021-05-01T10:00:00\n7;u2;2021-05-01T10:00:01\n")
-    users, items, times = read_interactions(path, "user", "item", "when")
-    assert items.tolist() == ["007", "7"]  # leading zeros: ids stay strings
-    assert users.tolist() == ["u1", "u2"]
-    assert times[1] - times[0] == 1.0
-    path.write_text("user,item,timestamp\n1,2,30\n3,4,10\n")
-    users, items, times = read_interactions(path)
-    assert users.dtype == np.int64 and times.tolist() == [30, 10]  # 'timestamp' found
-
-    import scipy.sparse
-
-    matrix = scipy.sparse.random(5, 4, density=0.5, format="csr", random_state=0)
-    scipy.sparse.save_npz(tmp_path / "sparse.npz", matrix)
-    np.testing.assert_array_equal(read_feature(tmp_path / "sparse.npz"), matrix.toarray())
-    np.savez(tmp_path / "one.npz", np.eye(3))
-    np.testing.assert_array_equal(read_feature(tmp_path / "one.npz"), np.eye(3))
-    with pytest.raises(ValueError, match="must be .npy or .npz"):
-        (tmp_path / "f.txt").write_text("1")
-        read_feature(tmp_path / "f.txt")
-    (tmp_path / "ids.txt").write_text("3\n\n1\n2\n")
-    assert read_ids(tmp_path / "ids.txt").tolist() == [3, 1, 2]
+def test_parse_feature_spec() -> None:
     assert parse_feature_spec("a=x.npz:k") == ("a", Path("x.npz"), "k")
     assert parse_feature_spec("a=dir:1/x.npy") == ("a", Path("dir:1/x.npy"), None)
+    with pytest.raises(ValueError, match="must look like NAME=FILE.npy"):
+        parse_feature_spec("a")
 
 
-def test_parquet_roundtrip(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as pq
+def test_cli_imports_no_private_helpers() -> None:
+    # cli.py formats what the public API returns; it reaches into no module's privates.
+    import ast
 
-    table = pa.table({"user": ["a", "b", "a"], "item": [1, 2, 2], "timestamp": [3, 2, 1]})
-    pq.write_table(table, tmp_path / "log.parquet")
-    users, items, times = read_interactions(tmp_path / "log.parquet")
-    assert users.tolist() == ["a", "b", "a"] and items.tolist() == [1, 2, 2]
-    assert times.tolist() == [3, 2, 1]
-
-
-@pytest.mark.skipif(not (ML100K / "raw" / "u.data").is_file(), reason="ml100k not available")
-def test_reproduces_published_ml100k(tmp_path: Path) -> None:
-    """Converting MovieLens' raw u.data gives exactly the shipped ml100k.inter and mappings."""
-    users, items, times = read_interactions(ML100K / "raw" / "u.data", 0, 1, 3, header=False)
-    text = np.load(ML100K / "text_feat.npy")
-    folder = write_mmrec(users, items, {"text": text}, tmp_path, "ml", times, min_interactions=5)
-    _, mine = read_inter_file(folder / "ml.inter")
-    published = np.loadtxt(ML100K / "ml100k.inter", skiprows=1, dtype=np.int64)
-    # published columns: userID itemID rating timestamp x_label
-    np.testing.assert_array_equal(mine, published[:, [0, 1, 3, 4]])
-    for mapping in ("u_id_mapping.csv", "i_id_mapping.csv"):
-        assert (folder / mapping).read_text() == (ML100K / mapping).read_text()
-    np.testing.assert_array_equal(np.load(folder / "text_feat.npy"), text)
+    tree = ast.parse((REPO / "pyg_multirec" / "cli.py").read_text())
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyg_multirec")
+        for alias in node.names
+    ]
+    private = [n for n in imported if n.startswith("_") and not n.endswith("__")]
+    assert "convert_files" in imported and not private

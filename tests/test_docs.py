@@ -39,10 +39,10 @@ def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     api = (tmp_path / "html" / "api.html").read_text()
-    for name in ("pyg_multirec.nn.LightGCNConv", "pyg_multirec.io.write_mmrec",
+    for name in ("pyg_multirec.nn.LightGCNConv", "pyg_multirec.datasets.write_mmrec",
                  "pyg_multirec.viz.plot_tsne", "pyg_multirec.cli.main",
                  "pyg_multirec.models.Recommender", "pyg_multirec.models.MF",
-                 "pyg_multirec.models.LightGCN"):  # fmt: skip
+                 "pyg_multirec.models.LightGCN", "pyg_multirec.nn.SeparateLearning"):  # fmt: skip
         assert f'id="{name}"' in api
 
 
@@ -60,6 +60,19 @@ def test_own_model_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     model, data = namespace["model"], namespace["data"]
     assert result.test["recall@20"] == pytest.approx(dense_recall(model, data, "test"))
     assert torch.isfinite(namespace["distance"])
+
+
+def test_separate_learning_tutorial_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = python_blocks(DOCS / "tutorials" / "separate_learning.rst")
+    assert len(blocks) == 3
+    namespace: dict = {"__name__": "tutorial"}
+    for block in blocks:
+        exec(compile(block, "separate_learning.rst", "exec"), namespace)
+    history = namespace["result"].history
+    assert {"train_bpr", "train_align", "train_distance"} <= set(history[-1])
+    assert history[-1]["train_bpr"] < history[0]["train_bpr"]
+    assert namespace["terms"] == {"a": ["align", "distance"], "d": ["align", "distance"],
+                                  "w/o alignment": ["distance"], "w/o distancing": ["align"]}
 
 
 def test_own_data_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

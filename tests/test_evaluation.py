@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.evaluation import build_user_item_csr, evaluate
-from pyg_multirec.metrics import ranking_metrics
+from pyg_multirec.metrics import item_popularity, ranking_metrics
 from pyg_multirec.sampling import BPRSampler
 
 
@@ -75,7 +77,14 @@ def test_matches_ranking_metrics_on_the_full_matrix(batch_size, split):
     out = evaluate(model, data, split, ks=(1, 5, 10), batch_size=batch_size)
     targets = data["user", split, "item"].edge_index
     exclude = data["user", "train", "item"].edge_index
-    ref = ranking_metrics(scores, targets, ks=(1, 5, 10), exclude=exclude)
+    # The whole matrix at once: coverage and Gini over all users' lists, while evaluate()
+    # aggregates the item counts of its batches.
+    popularity = item_popularity(exclude, scores.size(1))
+    ref = ranking_metrics(
+        scores, targets, ks=(1, 5, 10), exclude=exclude, popularity=popularity,
+        num_users=scores.size(0),
+    )  # fmt: skip
+    assert set(ref) >= {"coverage@5", "gini@5", "novelty@5", "avg_pop@5"}
     assert out == pytest.approx(ref, abs=1e-12)
     assert out["num_rows"] == torch.unique(targets[0]).numel()
     assert model.embed_calls == 1
@@ -84,7 +93,10 @@ def test_matches_ranking_metrics_on_the_full_matrix(batch_size, split):
 
 def test_mask_valid_matches_ranking_metrics():
     data, scores = random_split_data(seed=1)
-    out = evaluate(TableModel(scores), data, "test", ks=(5,), batch_size=4, mask_valid=True)
+    out = evaluate(
+        TableModel(scores), data, "test", ks=(5,), batch_size=4, mask_valid=True,
+        beyond_accuracy=False,
+    )  # fmt: skip
     exclude = torch.cat(
         [data["user", "train", "item"].edge_index, data["user", "valid", "item"].edge_index], 1
     )
@@ -212,3 +224,23 @@ def test_data_errors():
     data = make_data(3, 4, [[0], [1]], [[1], [2]], [[1], [2]])
     with pytest.raises(ValueError, match="returned 2 user rows, but the data has 3 users"):
         evaluate(TableModel(scores), data, "valid", ks=1)
+
+
+def test_beyond_accuracy_by_hand():
+    # 3 users, 4 items; training popularity [3, 1, 1, 0] (users 0-2 all saw item 0, ...).
+    train = [[0, 1, 2, 0, 1], [0, 0, 0, 1, 2]]
+    # Users 0 and 1 rank unseen items; user 2 too. Scores make the top-1 lists:
+    # user 0 -> item 2 (item 0, 1 are training items), user 1 -> item 3, user 2 -> item 3.
+    scores = torch.tensor([[9.0, 8.0, 1.0, 0.0], [9.0, 0.0, 2.0, 3.0], [9.0, 1.0, 2.0, 3.0]])
+    data = make_data(3, 4, train, [[0, 1, 2], [3, 3, 3]], [[0, 1, 2], [2, 2, 1]])
+    for batch_size in (1, 2, 3):
+        out = evaluate(TableModel(scores), data, "valid", ks=(1,), batch_size=batch_size)
+        assert out["coverage@1"] == pytest.approx(2 / 4)  # items 2 and 3
+        assert out["avg_pop@1"] == pytest.approx((1 + 0 + 0) / 3)
+        # -log2(p / U) with p clamped to 1 for the never-seen item 3: log2(3) each.
+        assert out["novelty@1"] == pytest.approx(math.log2(3))
+        # counts [0, 0, 1, 2] sorted ascending; sum (2j - 5) c_j = 1 * 1 + 3 * 2 = 7
+        assert out["gini@1"] == pytest.approx(7 / (4 * 3))
+    assert "coverage@1" not in evaluate(
+        TableModel(scores), data, "valid", ks=(1,), beyond_accuracy=False
+    )

@@ -210,3 +210,59 @@ def test_errors(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ranking_metrics(**args)
+
+
+def test_beyond_accuracy_by_hand():
+    from pyg_multirec.metrics import beyond_accuracy_metrics, coverage_and_gini
+
+    # top-2 lists of 3 users over 4 items: item counts [3, 2, 1, 0].
+    top = torch.tensor([[0, 1], [0, 2], [1, 0]])
+    popularity = torch.tensor([4, 2, 1, 0])
+    out = beyond_accuracy_metrics(top, popularity, num_users=4, ks=(1, 2))
+    assert out["coverage@2"] == pytest.approx(3 / 4)
+    # sorted counts [0, 1, 2, 3]: (-3 * 0 - 1 * 1 + 1 * 2 + 3 * 3) / (4 * 6)
+    assert out["gini@2"] == pytest.approx(10 / 24)
+    assert out["avg_pop@2"] == pytest.approx(((4 + 2) / 2 + (4 + 1) / 2 + (2 + 4) / 2) / 3)
+    # self-information -log2(p / 4): item 0 -> 0, item 1 -> 1, item 2 -> 2
+    assert out["novelty@2"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    # top-1: items 0, 0, 1 -> coverage 2/4; counts sorted [0, 0, 1, 2] -> (1 * 1 + 3 * 2) / 12
+    assert out["coverage@1"] == pytest.approx(0.5)
+    assert out["gini@1"] == pytest.approx(7 / 12)
+    assert out["novelty@1"] == pytest.approx(1 / 3)
+    sums = beyond_accuracy_metrics(top, popularity, num_users=4, ks=2, reduction="sum")
+    assert set(sums) == {"avg_pop@2", "novelty@2"}
+    assert sums["novelty@2"] == pytest.approx(2.0)
+    # Extremes of Gini: uniform counts -> 0, one item gets everything -> (I - 1) / I.
+    assert coverage_and_gini(torch.tensor([2, 2, 2]))[1] == pytest.approx(0.0)
+    assert coverage_and_gini(torch.tensor([0, 0, 5])) == pytest.approx((1 / 3, 2 / 3))
+    assert coverage_and_gini(torch.zeros(3, dtype=torch.long)) == (0.0, 0.0)
+
+
+def test_ranking_metrics_with_popularity_uses_the_ranked_lists():
+    # Row 1 has no target and is ignored; row 0's top-2 after excluding item 0 is [1, 2].
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    out = ranking_metrics(
+        scores, torch.tensor([[0], [3]]), ks=2, exclude=torch.tensor([[0], [0]]),
+        popularity=torch.tensor([1, 1, 2, 8]), num_users=8,
+    )  # fmt: skip
+    assert out["coverage@2"] == pytest.approx(2 / 4)
+    assert out["avg_pop@2"] == pytest.approx(1.5)
+    assert out["novelty@2"] == pytest.approx((3 + 2) / 2)
+    with pytest.raises(ValueError, match="num_users"):
+        ranking_metrics(scores, torch.tensor([[0], [3]]), ks=2, popularity=torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    "top, popularity, match",
+    [
+        (torch.tensor([[0, 5]]), torch.ones(4), "out of range"),
+        (torch.tensor([[0]]), torch.ones(4), "fewer than"),
+        (torch.tensor([[0.0, 1.0]]), torch.ones(4), "long tensor"),
+        (torch.tensor([[0, 1]]), -torch.ones(4), "non-negative"),
+    ],
+)
+def test_beyond_accuracy_errors(top, popularity, match):
+    from pyg_multirec.metrics import beyond_accuracy_metrics
+
+    with pytest.raises(ValueError, match=match):
+        beyond_accuracy_metrics(top, popularity, num_users=3, ks=2)

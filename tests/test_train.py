@@ -246,3 +246,47 @@ def test_early_stopping_counts_epochs_without_improvement():
 def test_bad_arguments(tiny_data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         train(_mf(tiny_data), tiny_data, progress=False, **kwargs)
+
+
+def test_on_epoch_end_sees_every_validation_and_can_stop_training(tiny_data):
+    seen = []
+
+    def record(epoch, valid):
+        seen.append((epoch, valid["recall@20"]))
+
+    result = train(
+        _mf(tiny_data), tiny_data, epochs=3, batch_size=512, lr=0.01, patience=0,
+        progress=False, on_epoch_end=record,
+    )  # fmt: skip
+    assert seen == [(row["epoch"], row["valid_recall@20"]) for row in result.history]
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(epoch, valid):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(_mf(tiny_data), tiny_data, epochs=5, batch_size=512, progress=False,
+              on_epoch_end=stop_at_two)  # fmt: skip
+
+
+def test_evaluate_test_false_never_touches_the_test_split(tiny_data, monkeypatch):
+    import pyg_multirec.train as train_module
+
+    splits = []
+    real_evaluate = train_module.evaluate
+
+    def spy(model, data, split="valid", **kwargs):
+        splits.append(split)
+        return real_evaluate(model, data, split, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    result = train(_mf(tiny_data), tiny_data, epochs=2, batch_size=512, progress=False,
+                   evaluate_test=False)  # fmt: skip
+    assert result.test == {}
+    assert splits == ["valid", "valid"]
+    train(_mf(tiny_data), tiny_data, epochs=1, batch_size=512, progress=False)
+    assert splits[-1] == "test"

@@ -1,5 +1,7 @@
 """Datasets of :mod:`pyg_multirec`: each yields one :class:`~torch_geometric.data.HeteroData`
-following the data contract of ``docs/design.md`` (checked by :func:`validate_data`)."""
+following the data contract of ``docs/design.md`` (checked by :func:`validate_data`); and
+the writer of the MMRec layout (:func:`write_mmrec`, :func:`convert_files`) with the readers
+of the files it converts."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from typing import Any
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.datasets.mmrec import MMRecDataset
-from pyg_multirec.datasets.splits import cold_start_split
-from pyg_multirec.datasets.synthetic import SyntheticMultiModal
+from pyg_multirec.datasets.mmrec_writer import MMRecSummary, convert_files, write_mmrec
+from pyg_multirec.datasets.readers import read_feature, read_ids, read_interactions
+from pyg_multirec.datasets.splits import cold_start_split, holdout_labels
+from pyg_multirec.datasets.synthetic import SYNTHETIC, SyntheticMultiModal
 from pyg_multirec.datasets.validation import validate_data
 
-SYNTHETIC = "synthetic"
 DEFAULT_ROOT = "../shared/data"
 
 
@@ -40,8 +43,15 @@ def load_dataset(name: str, root: str | Path = DEFAULT_ROOT, **kwargs: Any) -> H
 
 __all__ = [
     "MMRecDataset",
+    "MMRecSummary",
     "SyntheticMultiModal",
     "cold_start_split",
+    "convert_files",
+    "holdout_labels",
     "load_dataset",
+    "read_feature",
+    "read_ids",
+    "read_interactions",
     "validate_data",
+    "write_mmrec",
 ]

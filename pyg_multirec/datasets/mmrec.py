@@ -13,6 +13,15 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 
+from pyg_multirec.datasets.layout import (
+    FEATURE_SUFFIX,
+    ITEM_COLUMN,
+    LABEL_COLUMN,
+    SPLIT_LABELS,
+    USER_COLUMN,
+    inter_file,
+    modality_of,
+)
 from pyg_multirec.datasets.validation import (
     ITEM,
     SPLITS,
@@ -24,13 +33,6 @@ from pyg_multirec.datasets.validation import (
 )
 
 CACHE_ENV = "PYG_MULTIREC_CACHE"
-FEATURE_SUFFIX = "_feat.npy"
-INTER_SUFFIX = ".inter"
-USER_COLUMN = "userID"
-ITEM_COLUMN = "itemID"
-LABEL_COLUMN = "x_label"
-# x_label value of each split in an MMRec .inter file.
-SPLIT_LABELS = {"train": 0, "valid": 1, "test": 2}
 PROCESSED_DIR_NAME = "processed"
 # Bump when the processed format changes, so that stale caches are not loaded.
 PROCESSED_VERSION = 1
@@ -207,13 +209,11 @@ class MMRecDataset(InMemoryDataset):
         if not self._folder.is_dir():
             return []
         return sorted(
-            p.name for p in self._folder.iterdir()
-            if p.name.endswith(FEATURE_SUFFIX) and p.is_file()
-            and len(p.name) > len(FEATURE_SUFFIX)
+            p.name for p in self._folder.iterdir() if modality_of(p.name) and p.is_file()
         )
 
     def _check_raw_files(self) -> None:
-        inter = self._folder / f"{self.name}{INTER_SUFFIX}"
+        inter = self._folder / inter_file(self.name)
         missing = []
         if not inter.is_file():
             missing.append(str(inter))
@@ -233,7 +233,7 @@ class MMRecDataset(InMemoryDataset):
 
     @property
     def raw_file_names(self) -> list[str]:
-        return [f"{self.name}{INTER_SUFFIX}", *self._feature_files()]
+        return [inter_file(self.name), *self._feature_files()]
 
     @property
     def processed_dir(self) -> str:
@@ -283,7 +283,7 @@ class MMRecDataset(InMemoryDataset):
                     f"{path}: features must be a 2-D [num_items, d] array (got shape "
                     f"{array.shape})"
                 )
-            modality = file_name[: -len(FEATURE_SUFFIX)]
+            modality = modality_of(file_name)
             modalities.append(modality)
             features[modality] = torch.from_numpy(np.ascontiguousarray(array, np.float32))
             rows[file_name] = array.shape[0]
@@ -295,7 +295,7 @@ class MMRecDataset(InMemoryDataset):
         return sorted(modalities), features, next(iter(rows.values()))
 
     def process(self) -> None:
-        inter_path = self._folder / f"{self.name}{INTER_SUFFIX}"
+        inter_path = self._folder / inter_file(self.name)
         users, items, labels = read_inter(inter_path)
         if self._feature_files():
             modalities, features, num_items = self._load_features()

@@ -1,14 +1,18 @@
-"""Re-splitting interactions for the item cold-start protocol of MICRO."""
+"""Splitting interactions: the per-user 8:1:1 split of MMRec (used by the MMRec writer and
+the synthetic generator) and the item cold-start protocol of MICRO."""
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from pyg_multirec._checks import check_int, check_number
+from pyg_multirec.datasets.layout import TEST_LABEL, TRAIN_LABEL, VALID_LABEL
 from pyg_multirec.datasets.validation import (
     ITEM,
     SPLITS,
@@ -17,9 +21,48 @@ from pyg_multirec.datasets.validation import (
     validate_data,
 )
 
+#: Share of each user's interactions that goes to validation, and as much to test (8:1:1).
+HOLDOUT_FRACTION = 0.1
+#: Users with fewer interactions than this keep all of them in the training split.
+MIN_SPLIT_INTERACTIONS = 3
 # One cold item for validation and one for test at the very least, plus one warm item.
 MIN_COLD_ITEMS = 2
 MIN_WARM_ITEMS = 1
+
+
+def holdout_labels(users: Tensor, num_users: int, order: Optional[Tensor] = None) -> Tensor:
+    r"""The per-user 8:1:1 split of MMRec: the ``x_label`` (0 train, 1 valid, 2 test) of
+    every interaction.
+
+    A user with :math:`n \ge 3` interactions puts the last
+    :math:`n_{test} = \max(1, \mathrm{round}(0.1\,n))` of them (in sequence order) into
+    test, the :math:`n_{valid} = n_{test}` before those into validation and the rest into
+    train (``round`` halves to even, as Python's); a user with fewer keeps all in train.
+
+    Args:
+        users (Tensor): long ``[E]``, the user of each interaction, in ``[0, num_users)``.
+        num_users (int): number of users.
+        order (Tensor, optional): a permutation of ``0..E-1`` that lists each user's
+            interactions in sequence order (e.g. by time, or at random); :obj:`None`: the
+            input order. (default: :obj:`None`)
+
+    Returns:
+        Tensor: long ``[E]``, the label of each interaction (input order).
+    """
+    counts = torch.bincount(users, minlength=num_users)
+    holdout = torch.round(HOLDOUT_FRACTION * counts.double()).clamp(min=1).long()
+    holdout = torch.where(counts >= MIN_SPLIT_INTERACTIONS, holdout, 0)
+    num_train = counts - 2 * holdout  # n_valid = n_test = holdout
+    if order is None:
+        order = torch.arange(users.numel())
+    order = order[torch.sort(users[order], stable=True).indices]  # by user, sequence kept
+    start = torch.cumsum(counts, 0) - counts
+    position = torch.empty_like(users)
+    position[order] = torch.arange(users.numel()) - start[users[order]]
+    labels = torch.full_like(users, TEST_LABEL)
+    labels[position < (num_train + holdout)[users]] = VALID_LABEL
+    labels[position < num_train[users]] = TRAIN_LABEL
+    return labels
 
 
 def cold_start_split(data: HeteroData, cold_ratio: float = 0.2, seed: int = 0) -> HeteroData:
@@ -65,12 +108,9 @@ def cold_start_split(data: HeteroData, cold_ratio: float = 0.2, seed: int = 0) -
         ValueError: if :obj:`cold_ratio` is outside :math:`(0, 1)`, if there are too few
             items for two cold and one warm item, or if a resulting split is empty.
     """
-    if isinstance(cold_ratio, bool) or not isinstance(cold_ratio, (int, float)):
-        raise TypeError(f"'cold_ratio' must be a number (got {type(cold_ratio).__name__})")
-    if not (math.isfinite(cold_ratio) and 0 < cold_ratio < 1):
+    if not (math.isfinite(check_number(cold_ratio, "'cold_ratio'")) and 0 < cold_ratio < 1):
         raise ValueError(f"'cold_ratio' must lie in (0, 1) (got {cold_ratio})")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"'seed' must be an int (got {type(seed).__name__})")
+    check_int(seed, "'seed'")
     validate_data(data, require_train_per_user=False, allow_no_modality=True)
     num_users, num_items = int(data[USER].num_nodes), int(data[ITEM].num_nodes)
     num_cold = round(cold_ratio * num_items)

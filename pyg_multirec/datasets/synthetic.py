@@ -10,6 +10,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData, InMemoryDataset
 
+from pyg_multirec._checks import check_finite_float, check_int
+from pyg_multirec.datasets.layout import SPLIT_LABELS
+from pyg_multirec.datasets.splits import holdout_labels
 from pyg_multirec.datasets.validation import (
     ITEM,
     USER,
@@ -18,13 +21,13 @@ from pyg_multirec.datasets.validation import (
     validate_data,
 )
 
+#: The name under which :func:`~pyg_multirec.datasets.load_dataset` builds this dataset
+#: (reserved: the MMRec writer refuses it as a dataset name).
+SYNTHETIC = "synthetic"
 DEFAULT_MODALITY_DIMS: Mapping[str, int] = MappingProxyType({"image": 64, "text": 32})
 # Every user gets at least this many interactions, so that the 8:1:1 split gives each
 # user one train, one valid and one test interaction.
 MIN_INTERACTIONS_PER_USER = 3
-# Fractions of a user's interactions that go to validation and test (8:1:1).
-VALID_RATIO = 0.1
-TEST_RATIO = 0.1
 # Standard deviation of the log-normal user activity weights (long-tailed user degrees).
 ACTIVITY_LOG_STD = 1.0
 # Upper bound on the number of user x item scores held at once while sampling.
@@ -38,23 +41,6 @@ TINY = 1e-20
 
 def _gaussian(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
     return torch.randn(shape, generator=gen)
-
-
-def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be >= {minimum} (got {value})")
-    return value
-
-
-def _check_non_negative_float(value: float, name: str, strictly_positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"'{name}' must be a number (got {type(value).__name__})")
-    if not math.isfinite(value) or value < 0 or (strictly_positive and value == 0):
-        bound = "> 0" if strictly_positive else ">= 0"
-        raise ValueError(f"'{name}' must be a finite number {bound} (got {value})")
-    return float(value)
 
 
 def interactions_per_user(
@@ -134,28 +120,6 @@ def sample_without_replacement(logits: Tensor, counts: Tensor, gen: torch.Genera
         rows_t = short.unsqueeze(1).expand_as(top)
         out[rows_t[fill], (found.unsqueeze(1) + torch.arange(top.size(1)))[fill]] = top[fill]
     return out[torch.arange(max_count) < counts.unsqueeze(1)]
-
-
-def split_labels(users: Tensor, num_users: int, gen: torch.Generator) -> Tensor:
-    """Per-user random 8:1:1 split of interactions (sorted by user) into labels 0 train /
-    1 valid / 2 test: with ``n`` interactions, ``max(1, round(0.1 n))`` go to test (if
-    ``n >= 2``) and as many to valid (if ``n >= 3``), the rest (at least one) to train."""
-    counts = torch.bincount(users, minlength=num_users)
-    n = counts.double()
-    n_test = torch.where(counts >= 2, torch.round(TEST_RATIO * n).clamp(min=1), 0).long()
-    n_valid = torch.where(counts >= 3, torch.round(VALID_RATIO * n).clamp(min=1), 0).long()
-    n_train = counts - n_valid - n_test
-    # Random order within each user: sort by a random key, then stably by user.
-    order = torch.argsort(torch.rand(users.numel(), generator=gen))
-    order = order[torch.sort(users[order], stable=True).indices]
-    start = torch.cumsum(counts, 0) - counts
-    position = torch.empty_like(users)
-    sorted_users = users[order]
-    position[order] = torch.arange(users.numel()) - start[sorted_users]
-    labels = torch.full_like(users, 2)
-    labels[position < (n_train + n_valid)[users]] = 1
-    labels[position < n_train[users]] = 0
-    return labels
 
 
 class SyntheticMultiModal(InMemoryDataset):
@@ -256,9 +220,9 @@ class SyntheticMultiModal(InMemoryDataset):
         temperature: float = 0.3,
         transform: Callable | None = None,
     ) -> None:
-        self._num_users = _check_positive_int(num_users, "num_users")
-        self._num_items = _check_positive_int(num_items, "num_items", MIN_INTERACTIONS_PER_USER)
-        _check_positive_int(num_interactions, "num_interactions")
+        self._num_users = check_int(num_users, "'num_users'", 1)
+        self._num_items = check_int(num_items, "'num_items'", MIN_INTERACTIONS_PER_USER)
+        check_int(num_interactions, "'num_interactions'", 1)
         low = MIN_INTERACTIONS_PER_USER * num_users
         if not low <= num_interactions <= num_users * num_items:
             raise ValueError(
@@ -275,21 +239,17 @@ class SyntheticMultiModal(InMemoryDataset):
         for m, d in dims.items():
             if not isinstance(m, str) or not m:
                 raise ValueError(f"'modality_dims' keys must be non-empty str (got {m!r})")
-            _check_positive_int(d, f"modality_dims['{m}']")
+            check_int(d, f"'modality_dims['{m}']'", 1)
         self.modality_dims = {m: dims[m] for m in sorted(dims)}
         self.num_interactions = num_interactions
-        self.generic_dim = _check_positive_int(generic_dim, "generic_dim")
-        self.unique_dim = _check_positive_int(unique_dim, "unique_dim")
-        self.noise = _check_non_negative_float(noise, "noise")
-        self.popularity_exponent = _check_non_negative_float(
-            popularity_exponent, "popularity_exponent"
+        self.generic_dim = check_int(generic_dim, "'generic_dim'", 1)
+        self.unique_dim = check_int(unique_dim, "'unique_dim'", 1)
+        self.noise = check_finite_float(noise, "'noise'", minimum=0)
+        self.popularity_exponent = check_finite_float(
+            popularity_exponent, "'popularity_exponent'", minimum=0
         )
-        self.temperature = _check_non_negative_float(
-            temperature, "temperature", strictly_positive=True
-        )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"'seed' must be an int (got {type(seed).__name__})")
-        self.seed = seed
+        self.temperature = check_finite_float(temperature, "'temperature'", 0, strict=True)
+        self.seed = check_int(seed, "'seed'")
         super().__init__(None, transform)
         data = self._generate()
         validate_data(data)
@@ -360,8 +320,10 @@ class SyntheticMultiModal(InMemoryDataset):
             items.append(sample_without_replacement(logits, counts[start:end], gen))
             users.append(torch.arange(start, end).repeat_interleave(counts[start:end]))
         users, items = torch.cat(users), torch.cat(items)
-        labels = split_labels(users, num_users, gen)
-        for label, split in enumerate(("train", "valid", "test")):
+        # 8:1:1 per user, in a random order within each user.
+        order = torch.argsort(torch.rand(users.numel(), generator=gen))
+        labels = holdout_labels(users, num_users, order)
+        for split, label in SPLIT_LABELS.items():
             mask = labels == label
             data[split_edge_type(split)].edge_index = torch.stack([users[mask], items[mask]])
         return data

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from pyg_multirec._checks import check_count
+
 USER = "user"
 ITEM = "item"
 SPLITS = ("train", "valid", "test")
@@ -49,9 +51,7 @@ def _num_nodes(data: HeteroData, node_type: str) -> int:
     num = data[node_type].num_nodes
     if isinstance(num, Tensor) and num.numel() == 1:
         num = int(num)
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"data['{node_type}'].num_nodes must be a positive integer (got {num!r})")
-    return int(num)
+    return check_count(num, f"data['{node_type}'].num_nodes")
 
 
 def _check_modalities(data: HeteroData, num_items: int, allow_no_modality: bool) -> None:

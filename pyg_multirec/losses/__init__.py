@@ -1,6 +1,6 @@
 """Losses of multimodal recommendation: ranking, alignment and distancing."""
 
-from pyg_multirec.losses._checks import value_checks
+from pyg_multirec._checks import value_checks
 from pyg_multirec.losses.bpr import BPRLoss
 from pyg_multirec.losses.club import CLUBEstimator, FittedCLUB
 from pyg_multirec.losses.distance import NegativeL2Distance

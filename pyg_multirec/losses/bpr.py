@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module
 
-from pyg_multirec.losses._checks import check_float_tensor, check_reduction, reduce
+from pyg_multirec._checks import check_float_tensor, check_reduction, reduce
 
 # The squared L2 term is ``reg_weight * ||e||^2 / 2`` per sample (LightGCN / MICRO convention).
 L2_HALF = 0.5

@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.nn import Linear, Module, ReLU, Sequential, Tanh
 from torch.optim import Optimizer
 
+from pyg_multirec.distributed import gather_rows
 from pyg_multirec.losses._checks import check_float_tensor, check_min_rows
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -230,6 +231,15 @@ class FittedCLUB(Module):
     ``state_dict()`` (:meth:`get_extra_state`), so a resumed run continues
     exactly.
 
+    **Data-parallel training** (``torchrun``, see ``docs/distributed.md``). The
+    estimator is left out of DDP's gradient all-reduce; instead, during a training step
+    :meth:`fit` gathers the detached samples of all processes
+    (:func:`pyg_multirec.distributed.gather_rows`, in rank order) and every process
+    runs the same :obj:`steps` on the same global batch from the same state (broadcast
+    from rank 0 at the start), so the estimator and its optimizer stay identical on every
+    process (no gradient all-reduce inside the :obj:`steps` inner steps). The trainer
+    checks every epoch that the parameters still agree.
+
     **CUDA graphs.** The inner loop is a long chain of tiny kernels (two
     :math:`F \to H \to F` MLPs, their backward pass and an Adam step, repeated
     :obj:`steps` times), so on a GPU its cost is kernel-launch overhead. With
@@ -290,7 +300,8 @@ class FittedCLUB(Module):
         r"""Runs :obj:`steps` optimizer steps of :math:`\mathcal{L}_q` on the detached
         samples; returns the last step's loss as a detached 0-d tensor (no host sync)."""
         self.estimator._check(x, y)
-        x, y = x.detach(), y.detach()
+        # Data-parallel training: fit on the samples of every process (see the class doc).
+        x, y = gather_rows(x.detach()), gather_rows(y.detach())
         use_graph = (
             self.cuda_graph
             and x.is_cuda

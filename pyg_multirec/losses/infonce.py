@@ -8,7 +8,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn import Module
 
-from pyg_multirec.losses._checks import (
+from pyg_multirec._checks import (
+    check_count,
     check_float_tensor,
     check_min_rows,
     check_paired,
@@ -259,8 +260,7 @@ class MultiModalInfoNCE(Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"'block_size' must be a positive integer (got {block_size!r})")
+        check_count(block_size, "'block_size'")
         self.temperature = check_temperature(temperature)
         self.block_size = block_size
         self.reduction = check_reduction(reduction)

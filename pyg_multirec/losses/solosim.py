@@ -2,7 +2,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module
 
-from pyg_multirec.losses._checks import (
+from pyg_multirec._checks import (
     check_paired,
     check_reduction,
     check_temperature,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 from torch.nn import Module, Parameter
 
+from pyg_multirec._checks import is_int
+
 
 class Recommender(Module):
     r"""Base class of every model trained by :func:`pyg_multirec.train.train`.
@@ -65,5 +67,5 @@ class Recommender(Module):
 
 def check_positive_int(value: int, name: str) -> None:
     """Raises ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (model sizes)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int (got {value!r})")

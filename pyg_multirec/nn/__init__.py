@@ -1,4 +1,5 @@
-"""Layers of pyg_multirec: graph convolution, kNN item graphs, structure learning, fusion."""
+"""Layers of pyg_multirec: graph convolution, kNN item graphs, structure learning, fusion,
+separate learning."""
 
 from pyg_multirec.nn.fusion import AttentionFusion
 from pyg_multirec.nn.item_graph import MultiModalItemGraph
@@ -6,6 +7,7 @@ from pyg_multirec.nn.knn import knn_item_graph, topk_cosine_neighbors
 from pyg_multirec.nn.knn_structure import KNNStructureLayer
 from pyg_multirec.nn.lightgcn import LightGCNPropagation
 from pyg_multirec.nn.lightgcn_conv import LightGCNConv
+from pyg_multirec.nn.separate_learning import ProjectionHead, SeparateLearning
 from pyg_multirec.nn.utils import bipartite_to_homogeneous, random_walk_self_loop_weights
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "KNNStructureLayer",
     "MultiModalItemGraph",
     "AttentionFusion",
+    "SeparateLearning",
+    "ProjectionHead",
 ]

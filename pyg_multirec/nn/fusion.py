@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, Module
 
+from pyg_multirec._checks import check_count
+
 
 class AttentionFusion(Module):
     r"""Attentive multimodal fusion from `"Latent Structure Mining with Contrastive Modality
@@ -37,8 +39,7 @@ class AttentionFusion(Module):
     def __init__(self, in_channels: int, hidden_channels: int) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int (got {value!r})")
+            check_count(value, name)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.lin = Linear(in_channels, hidden_channels)  # W, b

@@ -10,6 +10,8 @@ from torch import Tensor
 from torch.nn import Module, Parameter
 from torch_geometric.utils import coalesce
 
+from pyg_multirec._checks import check_int
+
 
 class MultiModalItemGraph(Module):
     r"""The multimodal item-item graph of "It is Never Too Late to Mend: Separate Learning
@@ -49,10 +51,7 @@ class MultiModalItemGraph(Module):
         init_weights: Optional[Sequence[float]] = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_modalities, bool) or not isinstance(num_modalities, int):
-            raise TypeError(f"num_modalities must be an int (got {type(num_modalities).__name__})")
-        if num_modalities < 1:
-            raise ValueError(f"num_modalities must be >= 1 (got {num_modalities})")
+        num_modalities = check_int(num_modalities, "num_modalities", minimum=1)
         if init_weights is None:
             init = torch.full((num_modalities,), 1.0 / num_modalities)
         else:

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import coalesce
 
+from pyg_multirec._checks import check_count, check_int, check_tensor, value_checks_enabled
+
 DEFAULT_BLOCK_SIZE = 1024
 # Lower bound on feature norms (as in F.normalize): an all-zero feature row gets cosine 0 to
 # every item (including itself) instead of NaN.
@@ -16,24 +18,23 @@ FINITE_CHECK_ROWS = 1024
 
 
 def _check_features(x: Tensor, name: str = "x") -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (got {type(x).__name__})")
+    check_tensor(x, name)
     if x.dim() != 2:
         raise ValueError(f"{name} must be 2-D [num_items, num_features] (got {tuple(x.shape)})")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (got {x.dtype})")
     # A finite sum proves every entry finite (NaN and +-inf propagate) in one cheap pass with
     # no temporary; only when it is not (a real NaN/inf, or a float overflow of the sum) are
-    # the entries scanned, in row chunks so that the temporary mask stays small.
-    if bool(torch.isfinite(x.detach().sum())):
+    # the entries scanned, in row chunks so that the temporary mask stays small. Reading the
+    # result back is a host sync: skipped while value checks are off.
+    if not value_checks_enabled() or bool(torch.isfinite(x.detach().sum())):
         return
     if not all(bool(torch.isfinite(chunk).all()) for chunk in x.detach().split(FINITE_CHECK_ROWS)):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def _check_k(k: int, num_items: int, self_loops: bool) -> None:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int (got {type(k).__name__})")
+    check_int(k, "k")
     if k < 1:
         raise ValueError(f"k ({k}) must be >= 1")
     if self_loops and k > num_items:
@@ -45,8 +46,7 @@ def _check_k(k: int, num_items: int, self_loops: bool) -> None:
 
 
 def _check_block_size(block_size: int) -> None:
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int (got {block_size!r})")
+    check_count(block_size, "block_size")
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.nn import Linear, Module
 from torch_geometric.utils import coalesce
 
+from pyg_multirec._checks import check_count
 from pyg_multirec.nn.knn import (
     COSINE_EPS,
     DEFAULT_BLOCK_SIZE,
@@ -94,8 +95,7 @@ class KNNStructureLayer(Module):
             ("k", k),
             ("rebuild_every", rebuild_every),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int (got {value!r})")
+            check_count(value, name)
         if not 0.0 <= float(skip_lambda) <= 1.0:
             raise ValueError(f"skip_lambda must lie in [0, 1] (got {skip_lambda})")
         if mode not in MODES:

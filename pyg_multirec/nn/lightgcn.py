@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.nn import Module
 from torch_geometric.typing import Adj, OptTensor
 
+from pyg_multirec._checks import check_choice, check_count
 from pyg_multirec.nn.lightgcn_conv import LightGCNConv
 
 COMBINE_MODES = ("mean", "sum", "last")
@@ -54,12 +55,8 @@ class LightGCNPropagation(Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-            raise ValueError(f"num_layers must be a non-negative int (got {num_layers!r})")
-        if combine not in COMBINE_MODES:
-            raise ValueError(f"combine must be one of {COMBINE_MODES} (got {combine!r})")
-        self.num_layers = num_layers
-        self.combine = combine
+        self.num_layers = check_count(num_layers, "num_layers", minimum=0)
+        self.combine = check_choice(combine, "combine", COMBINE_MODES)
         self.conv = LightGCNConv(cached=cached, normalize=normalize, **kwargs)
 
     def reset_parameters(self) -> None:

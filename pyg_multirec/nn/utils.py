@@ -3,6 +3,13 @@
 import torch
 from torch import Tensor
 
+from pyg_multirec._checks import (
+    check_count,
+    check_edge_index_shape,
+    out_of_range,
+    value_checks_enabled,
+)
+
 
 def bipartite_to_homogeneous(edge_index: Tensor, num_users: int, num_items: int) -> Tensor:
     r"""Turns user-item interactions into the edges of one homogeneous, undirected graph.
@@ -21,23 +28,21 @@ def bipartite_to_homogeneous(edge_index: Tensor, num_users: int, num_items: int)
     Returns:
         torch.Tensor: Edge indices :math:`(2, 2|\mathcal{E}|)` over :math:`U + I` nodes: first
         all user-to-item edges, then all item-to-user edges.
+
+    Ids outside their range raise a :class:`ValueError`, except inside
+    :func:`pyg_multirec.value_checks` ``(False)`` (the check reads the ids back to the host).
     """
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        shape = tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index)
-        raise ValueError(f"edge_index must have shape [2, num_interactions] (got {shape})")
-    if edge_index.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"edge_index must be an integer tensor (got {edge_index.dtype})")
+    check_edge_index_shape(edge_index, "edge_index", "num_interactions")
     for name, count in (("num_users", num_users), ("num_items", num_items)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"{name} must be a positive int (got {count!r})")
+        check_count(count, name)
     users, items = edge_index[0].long(), edge_index[1].long()
-    if users.numel() > 0:
+    if value_checks_enabled():  # reads the ids back to the host (see value_checks)
         for name, ids, count in (("user", users, num_users), ("item", items, num_items)):
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= count:
+            bad = out_of_range(ids, count)
+            if bad is not None:
                 raise ValueError(
                     f"{name} ids in edge_index must lie in [0, {count}) "
-                    f"(got range [{low}, {high}])"
+                    f"(got range [{bad[0]}, {bad[1]}])"
                 )
     items = items + num_users
     return torch.stack([torch.cat([users, items]), torch.cat([items, users])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,45 @@ def make_data(num_users: int = 3, num_items: int = 4, dims: dict[str, int] | Non
     data["user", "valid", "item"].edge_index = torch.stack([u, (u + 2) % num_items])
     data["user", "test", "item"].edge_index = torch.stack([u, (u + 3) % num_items])
     return data
+
+
+def reference_split(rows: list[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+    """(user, item) -> x_label of ``rows`` of (user, item, time), written independently from
+    the rule in the ml100k README: duplicates keep the earliest time; per user, sorted by
+    time (ties by item id), n_valid = n_test = max(1, round(0.1 n)) for n >= 3."""
+    earliest: dict[tuple[str, str], int] = {}
+    for user, item, t in rows:
+        if (user, item) not in earliest or t < earliest[(user, item)]:
+            earliest[(user, item)] = t
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for (user, item), t in earliest.items():
+        by_user.setdefault(user, []).append((t, item))
+    labels = {}
+    for user, events in by_user.items():
+        events.sort()  # by time, ties by item id (string ids sort like the new ids)
+        n = len(events)
+        if n < 3:
+            n_valid = n_test = 0
+        else:
+            n_test = max(1, round(0.1 * n))
+            n_valid = max(1, round(0.1 * n))
+        n_train = n - n_valid - n_test
+        for position, (_, item) in enumerate(events):
+            in_valid = position < n_train + n_valid
+            labels[(user, item)] = 0 if position < n_train else 1 if in_valid else 2
+    return labels
+
+
+def read_mapping(path: Path) -> dict[str, int]:
+    """``{original id: new id}`` of a written mapping file."""
+    with path.open() as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader)
+        return {orig: int(new) for orig, new in reader}
+
+
+def read_inter_file(path: Path) -> tuple[list[str], np.ndarray]:
+    """Header and integer table of a written ``.inter`` file."""
+    with path.open() as f:
+        header = f.readline().rstrip("\n").split("\t")
+    return header, np.loadtxt(path, skiprows=1, dtype=np.int64, ndmin=2)

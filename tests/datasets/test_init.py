@@ -8,8 +8,10 @@ from tests.datasets.helpers import tiny_interactions, write_mmrec
 
 def test_exports():
     assert sorted(datasets.__all__) == [
-        "MMRecDataset", "SyntheticMultiModal", "cold_start_split", "load_dataset", "validate_data"
-    ]
+        "MMRecDataset", "MMRecSummary", "SyntheticMultiModal", "cold_start_split",
+        "convert_files", "holdout_labels", "load_dataset", "read_feature", "read_ids",
+        "read_interactions", "validate_data", "write_mmrec",
+    ]  # fmt: skip
     for name in datasets.__all__:
         assert hasattr(datasets, name)
 

@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from pyg_multirec.datasets import SyntheticMultiModal, cold_start_split, validate_data
+from pyg_multirec.datasets import (
+    SyntheticMultiModal,
+    cold_start_split,
+    holdout_labels,
+    validate_data,
+)
 from tests.datasets.helpers import make_data
 
 SPLITS = ("train", "valid", "test")
@@ -151,3 +156,27 @@ def test_split_emptied_by_dropped_users_raises():
         except ValueError as e:
             messages.append(str(e))
     assert any("belong to users without training interactions" in m for m in messages)
+
+
+@pytest.mark.parametrize("use_order", [False, True])
+def test_holdout_labels_matches_per_user_reference(use_order):
+    gen = torch.Generator().manual_seed(11)
+    num_users = 40
+    # user u has u interactions (0, 1, 2 keep all in train), in shuffled input order
+    users = torch.arange(num_users).repeat_interleave(torch.arange(num_users))
+    users = users[torch.randperm(users.numel(), generator=gen)]
+    order = torch.randperm(users.numel(), generator=gen) if use_order else None
+    labels = holdout_labels(users, num_users, order)
+    sequence = order.tolist() if use_order else list(range(users.numel()))
+    for u in range(num_users):
+        events = [e for e in sequence if users[e] == u]  # user u's interactions in order
+        n = len(events)
+        holdout = max(1, round(0.1 * n)) if n >= 3 else 0
+        expected = [0] * (n - 2 * holdout) + [1] * holdout + [2] * holdout
+        assert labels[events].tolist() == expected, u
+
+
+def test_holdout_labels_rounds_halves_to_even():
+    for n, expected in ((15, [11, 2, 2]), (25, [21, 2, 2]), (35, [27, 4, 4])):
+        labels = holdout_labels(torch.zeros(n, dtype=torch.long), 1)
+        assert torch.bincount(labels, minlength=3).tolist() == expected

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from torch_geometric.data import HeteroData
 
 from pyg_multirec.datasets import validate_data
 from pyg_multirec.datasets.validation import check_contiguous_ids
@@ -159,4 +158,13 @@ def test_global_store_only_for_modalities():
     data["item"].modalities = ["image", "text"]
     with pytest.raises(ValueError, match="data.modalities is missing"):
         validate_data(data)
-    assert isinstance(data, HeteroData)
+    # Set on the global store it counts, and validation changed nothing in the data.
+    data.modalities = ["image", "text"]
+    validate_data(data)
+    reference = make_data()
+    for node_type in ("user", "item"):
+        assert data[node_type].num_nodes == reference[node_type].num_nodes
+    for edge_type in reference.edge_types:
+        assert torch.equal(data[edge_type].edge_index, reference[edge_type].edge_index)
+    for m in reference.modalities:
+        assert torch.equal(data["item"][f"{m}_feat"], reference["item"][f"{m}_feat"])

@@ -110,6 +110,10 @@ def test_plots_flag_writes_curves_and_tsne(tmp_path):
 def test_sea_part_representations_cover_every_modality(tiny_data):
     sea = load_example("sea")
     args = build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(["train"])
-    parts = sea.build(tiny_data, args).part_representations()
+    model = sea.build(tiny_data, args)
+    parts = model.part_representations()
     assert sorted(parts) == ["image/generic", "image/unique", "text/generic", "text/unique"]
-    assert all(p.shape == (150, args.dim // 2) for p in parts.values())
+    assert {p.shape for p in parts.values()} == {(150, model.separate.generic_maps[0].out_features)}
+    linear = sea.build(tiny_data, build_parser("sea", sea.add_arguments, sea.DEFAULTS).parse_args(
+        ["train", "--item-encoder", "linear"])).part_representations()  # the halves themselves
+    assert all(p.shape == (150, args.dim // 2) for p in linear.values())

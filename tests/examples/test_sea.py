@@ -39,8 +39,9 @@ def _model(data, seed=0, **kwargs):
 def _views(model, batch):
     """Generic / unique halves of the batch's distinct items, recomputed from the model."""
     items = torch.unique(torch.cat([batch[1], batch[2]]))
-    inputs = model.item_inputs()
-    return [x[items, : model.half] for x in inputs], [x[items, model.half :] for x in inputs]
+    rows = [s[items] for s in model.separated()]
+    halves = model.separate.generic_channels
+    return [x[:, :g] for x, g in zip(rows, halves)], [x[:, g:] for x, g in zip(rows, halves)]
 
 
 def _solosim(z1, z2, tau):
@@ -93,25 +94,28 @@ def test_flags_select_the_loss_terms(tiny_data, flags, keys, align_cls, distance
     assert set(terms) == {"loss", "bpr"} | keys
     expected = terms["bpr"] + 0.3 * terms.get("align", 0.0) + 0.7 * terms.get("distance", 0.0)
     torch.testing.assert_close(terms["loss"], expected)  # eq. 19
-    assert (model.align_heads is None) == (align_cls is None)
-    assert align_cls is None or type(model.align_loss) is align_cls
-    assert (model.generic_maps is None) == (distance is None)
-    assert (model.club is not None) == (distance == "club")
-    assert (model.l2_distance is not None) == (distance == "l2")
+    sep = model.separate
+    assert (sep.align_heads is None) == (align_cls is None)
+    assert align_cls is None or type(sep.align_loss) is align_cls
+    assert (sep.generic_maps is None) == (distance is None)
+    assert (sep.club is not None) == (distance == "club")
+    assert (sep.l2_distance is not None) == (distance == "l2")
     assert (len(model.auxiliary_parameters()) > 0) == (distance == "club")
 
 
 def test_each_term_reaches_only_its_modules(tiny_data):
     model = _model(tiny_data)
     terms = model.loss(*bpr_batch(tiny_data))
+    sep = model.separate
     groups = {
         "user_emb": list(model.user_emb.parameters()),
         "item_proj": list(model.item_proj.parameters()),
-        "align_heads": list(model.align_heads.parameters()),
-        "maps": list(model.generic_maps.parameters()) + list(model.unique_maps.parameters()),
+        "item_mlp": list(model.item_mlp.parameters()),
+        "align_heads": list(sep.align_heads.parameters()),
+        "maps": list(sep.generic_maps.parameters()) + list(sep.unique_maps.parameters()),
     }
-    reached = {
-        "bpr": {"user_emb", "item_proj"},
+    reached = {  # the halves are split off the wide map, before the MLP (official code)
+        "bpr": {"user_emb", "item_proj", "item_mlp"},
         "align": {"align_heads", "item_proj"},
         "distance": {"maps", "item_proj"},
     }
@@ -136,7 +140,7 @@ def test_variants_compute_their_losses(tiny_data, variant):
     # independent references from the paper's formulas on the model's own sub-modules
     with torch.no_grad():
         generic, unique = _views(model, batch)
-        views = [head(g) for head, g in zip(model.align_heads, generic)]
+        views = [head(g) for head, g in zip(model.separate.align_heads, generic)]
         ref_align = {"solosim": _solosim, "infonce": _infonce}[align]
         expected_align = torch.stack(
             [ref_align(views[a], views[b], 0.3)
@@ -144,8 +148,8 @@ def test_variants_compute_their_losses(tiny_data, variant):
         other = {"solosim": _infonce, "infonce": _solosim}[align]
         assert not torch.allclose(
             terms["align"], other(views[0], views[1], 0.3), atol=1e-6, rtol=0)
-        g = [f(x) for f, x in zip(model.generic_maps, generic)]
-        u = [f(x) for f, x in zip(model.unique_maps, unique)]
+        g = [f(x) for f, x in zip(model.separate.generic_maps, generic)]
+        u = [f(x) for f, x in zip(model.separate.unique_maps, unique)]
         if distance == "l2":  # SEA eq. 30 on unit vectors
             per_modality = [
                 -(F.normalize(um, dim=-1) - F.normalize(gm, dim=-1)).pow(2).sum(-1).mean()
@@ -153,7 +157,7 @@ def test_variants_compute_their_losses(tiny_data, variant):
             ]
         else:  # SEA eq. 15 with the fitted estimator, same random permutations
             torch.manual_seed(7)
-            est = model.club.estimator
+            est = model.separate.club.estimator
             per_modality = []
             for gm, um in zip(g, u):
                 perm = torch.randperm(gm.size(0))
@@ -190,8 +194,8 @@ def test_learnable_item_graph_matches_dense_reference(tiny_data):
 def test_club_is_fitted_by_its_own_optimizer(tiny_data, monkeypatch):
     model = _model(tiny_data)
     club = set(map(id, model.auxiliary_parameters()))
-    assert club == set(map(id, model.club.estimator.parameters()))
-    before = [p.detach().clone() for p in model.club.parameters()]
+    assert club == set(map(id, model.separate.club.estimator.parameters()))
+    before = [p.detach().clone() for p in model.separate.club.parameters()]
     seen = []
 
     class RecordingAdam(torch.optim.Adam):
@@ -205,9 +209,9 @@ def test_club_is_fitted_by_its_own_optimizer(tiny_data, monkeypatch):
           progress=False)
     others = {id(p) for p in model.parameters()} - club
     assert set(seen) == others  # the trainer's Adam holds everything but the estimator
-    after = list(model.club.parameters())
+    after = list(model.separate.club.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after))  # the inner fit ran
-    assert model.club.optimizer.state_dict()["state"][0]["step"] == 2 * FAST_CLUB_STEPS
+    assert model.separate.club.optimizer.state_dict()["state"][0]["step"] == 2 * FAST_CLUB_STEPS
 
 
 def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
@@ -218,7 +222,8 @@ def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
     state = {k: v.detach().to("cpu", copy=True) for k, v in first.state_dict().items()}
     second = _model(tiny_data, seed=1)
     second.load_state_dict(state)
-    a, b = first.club.optimizer.state_dict(), second.club.optimizer.state_dict()
+    a = first.separate.club.optimizer.state_dict()
+    b = second.separate.club.optimizer.state_dict()
     for key in a["state"][0]:
         torch.testing.assert_close(a["state"][0][key], b["state"][0][key])
     batch = bpr_batch(tiny_data, seed=5)
@@ -227,7 +232,7 @@ def test_checkpoint_resumes_the_estimator_exactly(tiny_data):
         torch.manual_seed(3)
         outs.append(model.loss(*batch)["loss"])
     torch.testing.assert_close(outs[0], outs[1])
-    for p, q in zip(first.club.parameters(), second.club.parameters()):
+    for p, q in zip(first.separate.club.parameters(), second.separate.club.parameters()):
         torch.testing.assert_close(p, q)
 
 
@@ -251,7 +256,21 @@ def test_bad_input_raises(tiny_data):
     with pytest.raises(ValueError, match="at least 2 modalities"):
         SEA(num_users, num_items, edges, one)
     with pytest.raises(ValueError, match="dim must be an even int"):
-        SEA(num_users, num_items, edges, feats, dim=15)
+        SEA(num_users, num_items, edges, feats, dim=15, item_encoder="linear")
+    SEA(num_users, num_items, edges, feats, dim=15, club_steps=1)  # the MLP's dim may be odd
+    for name in ("layer_combine", "item_encoder", "item_graph_weights"):
+        with pytest.raises(ValueError, match=f"{name} must be one of"):
+            SEA(num_users, num_items, edges, feats, **{name: "bogus"})
+    for weights, message in (([0.5], "one value per modality"), ([0.5, -0.1], ">= 0"),
+                             ([0.5, float("nan")], "finite"), ([0.0, 0.0], "all be zero")):
+        with pytest.raises(ValueError, match=message):
+            SEA(num_users, num_items, edges, feats, item_graph_weights="fixed",
+                graph_init_weights=weights)
+    zero = SEA(num_users, num_items, edges, feats, item_graph_weights="fixed",
+               graph_init_weights=[0.0, 2.0], club_steps=1)  # a fixed zero drops that graph
+    torch.testing.assert_close(zero.item_graph.weights, torch.tensor([2.0]))
+    with pytest.raises(ValueError, match="> 0 when learnable"):
+        SEA(num_users, num_items, edges, feats, graph_init_weights=[0.0, 1.0])
     with pytest.raises(ValueError, match=r"features\['text'\] must have shape"):
         SEA(num_users, num_items, edges, {**feats, "text": feats["text"][:-1]})
     with pytest.raises(ValueError, match="align must be one of"):
@@ -268,20 +287,35 @@ def test_build_reads_every_flag(tiny_data):
     args = parser.parse_args(["--variant", "d", "--item-graph-weights", "fixed"])
     args.dim, args.lr = DIM, 1e-3
     model = build(tiny_data, args)
-    assert isinstance(model.align_loss, InfoNCELoss)
-    assert isinstance(model.l2_distance, NegativeL2Distance)
+    assert isinstance(model.separate.align_loss, InfoNCELoss)
+    assert isinstance(model.separate.l2_distance, NegativeL2Distance)
     assert not model.item_graph.learnable
     torch.testing.assert_close(model.item_graph.weights, torch.tensor([0.1, 0.9]))
+    assert model.layer_combine == "sum" and model.item_mlp is not None  # official defaults
+    assert model.item_id is None and model.user_modality_logits is None
+    args = parser.parse_args(["--layer-combine", "mean", "--item-encoder", "linear",
+                              "--user-modality-weights", "--item-id-embedding",
+                              "--graph-weights", "0.3", "0.7", "--alpha", "0.5"])
+    args.dim, args.lr = DIM, 1e-3
+    model = build(tiny_data, args)
+    assert model.user_item.combine == "mean" and model.item_mlp is None
+    assert model.item_id is not None and model.user_modality_logits is not None
+    assert model.item_graph.learnable and model.separate.alpha == 0.5
+    torch.testing.assert_close(model.item_graph.weights, torch.tensor([0.3, 0.7]))
 
 
-def test_cli_rejects_conflicting_flags(tmp_path, capsys):
+@pytest.mark.parametrize("flags, message", [
+    (["--variant", "a", "--distance", "l2"], "conflicts with"),
+    (["--graph-weights", "0.5"], "one value per modality"),
+    (["--item-graph-weights", "fixed", "--graph-weights", "0.5", "-1"], "finite and >= 0"),
+])
+def test_cli_rejects_bad_flags(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as err:
         run_example("sea", sea.build, sea.add_arguments, argv=[
-            "--variant", "a", "--distance", "l2", "--synthetic-users", "50", "--synthetic-items",
-            "30", "--synthetic-interactions", "500", "--out", str(tmp_path),
-            "--quiet"])
+            *flags, "--synthetic-users", "50", "--synthetic-items", "30",
+            "--synthetic-interactions", "500", "--out", str(tmp_path), "--quiet"])
     assert err.value.code == 2
-    assert "conflicts with" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_runs_on_real_data(ml100k_root, tmp_path):
@@ -292,3 +326,55 @@ def test_runs_on_real_data(ml100k_root, tmp_path):
     assert result.test["num_rows"] == 943
     assert set(result.history[0]) >= {"train_loss", "train_bpr", "train_align",
                                        "train_distance"}
+
+
+def _dense_user_item(data):
+    """D^-1/2 A D^-1/2 of the user-item training graph, users first (a dense reference)."""
+    num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    edges = data["user", "train", "item"].edge_index
+    adj = torch.zeros(num_users + num_items, num_users + num_items)
+    adj[edges[0], num_users + edges[1]] = 1.0
+    adj = adj + adj.t()
+    inv_sqrt = adj.sum(1).pow(-0.5).nan_to_num(posinf=0.0)
+    return inv_sqrt[:, None] * adj * inv_sqrt[None, :]
+
+
+@pytest.mark.parametrize("options", [
+    {},  # official: sum of the layers, MLP encoder
+    {"layer_combine": "mean", "item_encoder": "linear"},
+    {"user_modality_weights": True, "item_id_embedding": True},
+])
+def test_embed_matches_dense_reference(tiny_data, options):
+    model = _model(tiny_data, item_graph_weights="fixed", graph_init_weights=[0.4, 0.6],
+                   **options).double()
+    if model.user_modality_logits is not None:
+        with torch.no_grad():  # visibly different weights per user
+            model.user_modality_logits.normal_()
+    num_users = tiny_data["user"].num_nodes
+    feats = [f.double() for f in modal_features(tiny_data).values()]
+    norm_adj = _dense_user_item(tiny_data).double()
+    user_parts, item_parts = [], []
+    for m, feat in enumerate(feats):
+        s = feat @ model.item_proj[m].weight.t() + model.item_proj[m].bias
+        if options.get("item_encoder", "mlp") == "mlp":
+            first, _, second = model.item_mlp[m]
+            s = second(F.leaky_relu(first(s), negative_slope=0.01))  # official MLP
+        if options.get("item_id_embedding"):
+            s = s + model.item_id.weight
+        e = F.normalize(torch.cat([model.user_emb[m].weight, s]), dim=-1)  # layer 0
+        layers = [e, norm_adj @ e, norm_adj @ (norm_adj @ e)]
+        out = sum(layers) / (3 if options.get("layer_combine") == "mean" else 1)
+        user_parts.append(out[:num_users])
+        item_parts.append(out[num_users:])
+    if options.get("user_modality_weights"):
+        w = torch.softmax(model.user_modality_logits.squeeze(-1), dim=1)
+        user_parts = [w[:, m : m + 1] * part for m, part in enumerate(user_parts)]
+    items = torch.cat(item_parts, 1)
+    num_items = items.size(0)
+    dense = torch.zeros(num_items, num_items, dtype=torch.double)
+    for a, (edge_index, edge_weight) in zip([0.4, 0.6], model._knn_graphs()):
+        dense = dense.index_put((edge_index[1], edge_index[0]), a * edge_weight.double(),
+                                accumulate=True)
+    users_out, items_out = model.embed()
+    torch.testing.assert_close(users_out, torch.cat(user_parts, 1))
+    torch.testing.assert_close(items_out, items + dense @ items)  # eq. 12 and 17

@@ -149,3 +149,17 @@ def test_trains_loss_falls():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_nan_scan_follows_value_checks():
+    import pyg_multirec
+
+    x = torch.randn(12, 4)
+    x[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN"):
+        topk_cosine_neighbors(x, 2)
+    with pyg_multirec.value_checks(False):  # no host sync: the scan is skipped
+        neighbors = topk_cosine_neighbors(x, 2)
+        with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+            topk_cosine_neighbors(x.long(), 2)  # dtypes are still checked
+    assert neighbors.shape == (12, 2)

@@ -209,3 +209,50 @@ def test_explain_mode_uses_the_edgewise_path():
     clear_masks(conv)
     _, norm_weight = gcn_norm(edge_index, edge_weight, NUM_NODES, add_self_loops=False)
     torch.testing.assert_close(out, dense_reference(x, edge_index, norm_weight * mask, False))
+
+
+def test_value_checks_off_skips_the_range_check(monkeypatch):
+    import pyg_multirec
+    from pyg_multirec.losses import value_checks as losses_value_checks
+
+    assert pyg_multirec.value_checks is losses_value_checks  # one library-wide switch
+    x, edge_index, _ = random_graph(9)
+    calls = []
+    original = conv_module.out_of_range
+    monkeypatch.setattr(
+        conv_module, "out_of_range", lambda *a: calls.append(1) or original(*a)
+    )
+    with pyg_multirec.value_checks(False):
+        out = LightGCNConv()(x, edge_index)
+        with pytest.raises(ValueError, match=r"edge_index must have shape \[2, num_edges\]"):
+            LightGCNConv()(x, edge_index.t())  # shapes are still checked
+    assert calls == []
+    torch.testing.assert_close(out, LGConv()(x, edge_index))
+    with pytest.raises(ValueError, match=r"edge_index entries must lie in \[0, 40\).*\[-1, "):
+        LightGCNConv()(x, edge_index - 1)
+    assert calls == [1]  # back on after the with block
+    with pyg_multirec.value_checks(False):  # building a cache checks once, even when off
+        with pytest.raises(ValueError, match="edge_index entries must lie in"):
+            LightGCNConv(cached=True)(x, edge_index + 1)
+    assert calls == [1, 1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_sync_from_checks_on_cuda():
+    import pyg_multirec
+
+    x, edge_index, _ = random_graph(10)
+    x, edge_index = x.cuda(), edge_index.cuda()
+    cached = LightGCNConv(cached=True)
+    expected = cached(x, edge_index)  # builds the CSR graph (that may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pyg_multirec.value_checks(False):
+            LightGCNConv()._normalized_edges(x, edge_index, None)  # no range check
+            out = cached(x, edge_index)  # the hot path of a training step
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            LightGCNConv()._normalized_edges(x, edge_index, None)  # checks on: syncs
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(out, expected)

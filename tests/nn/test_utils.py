@@ -31,3 +31,19 @@ def test_bipartite_to_homogeneous_errors():
         bipartite_to_homogeneous(interactions, 1, 2)
     with pytest.raises(ValueError, match="num_users must be a positive int"):
         bipartite_to_homogeneous(interactions, 0, 2)
+
+
+def test_bipartite_to_homogeneous_range_check_follows_value_checks(monkeypatch):
+    import pyg_multirec
+    import pyg_multirec.nn.utils as utils_module
+
+    calls = []
+    monkeypatch.setattr(utils_module, "out_of_range", lambda *a: calls.append(1))
+    interactions = torch.tensor([[0, 1], [0, 5]])  # item 5 is out of range for 2 items
+    with pyg_multirec.value_checks(False):
+        edge_index = bipartite_to_homogeneous(interactions, 2, 2)
+    assert calls == []
+    assert edge_index.tolist() == [[0, 1, 2, 7], [2, 7, 0, 1]]
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"item ids in edge_index must lie in \[0, 2\)"):
+        bipartite_to_homogeneous(interactions, 2, 2)

@@ -1,0 +1,287 @@
+"""SEA's separate learning of modal-generic and modal-unique item representations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import BatchNorm1d, Linear, Module, ModuleList, Parameter, ReLU, Sequential
+
+from pyg_multirec.losses import FittedCLUB, InfoNCELoss, NegativeL2Distance, SoloSimLoss
+
+ALIGN_CHOICES = ("solosim", "infonce", "none")
+DISTANCE_CHOICES = ("club", "l2", "none")
+# Defaults of SEA's official code (github.com/bruno686/SEA).
+ALPHA = 0.012  # weight of the alignment loss (official CLI default)
+BETA = 0.006  # weight of the distancing loss (official 'ureg')
+TAU = 0.2  # SoloSim temperature (official model config)
+PROJ_HIDDEN = 64  # projection heads of the alignment loss (official hidden_dim)
+PROJ_DIM = 32  # (official out_dim)
+CLUB_DIM = 32  # linear maps of the halves fed to the distancing loss (official 32)
+CLUB_HIDDEN = 8  # official CLUBSample(hidden_size=16) uses hidden_size // 2 units
+CLUB_STEPS = 50  # inner Adam steps of the estimator per training batch (official trainer)
+CLUB_LR = 1e-4  # the official code fits CLUB at the model's learning rate (1e-4)
+MIN_MODALITIES = 2
+MIN_CHANNELS = 2  # a generic and a unique half
+
+
+class ProjectionHead(Module):
+    r"""The projection head that SEA's official code puts in front of the alignment loss:
+    :math:`\mathrm{Linear} \to \mathrm{BN} \to \mathrm{ReLU} \to \mathrm{Linear} \to
+    \mathrm{BN} \to \mathrm{ReLU} \to \mathrm{Linear}`.
+
+    Args:
+        in_channels (int): Size of each input sample (a generic half).
+        hidden_channels (int): Width of the two hidden layers.
+        out_channels (int): Size of each output sample.
+
+    Shapes:
+        - **input:** :math:`(B, F_{in})`, :math:`B \ge 2` in training (batch norm)
+        - **output:** :math:`(B, F_{out})`
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.mlp = Sequential(
+            Linear(in_channels, hidden_channels),
+            BatchNorm1d(hidden_channels),
+            ReLU(),
+            Linear(hidden_channels, hidden_channels),
+            BatchNorm1d(hidden_channels),
+            ReLU(),
+            Linear(hidden_channels, out_channels),
+        )
+
+    def reset_parameters(self) -> None:
+        for module in self.mlp:
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x)
+
+
+class SeparateLearning(Module):
+    r"""The separate learning of modal-generic and modal-unique representations from the
+    "It is Never Too Late to Mend: Separate Learning for Multimedia Recommendation" paper
+    (SEA; He et al., 2024, section 4.2), as a module that any multimodal model can add to
+    its loss (the plug-and-play use of the paper's Table 3).
+
+    Each modality's item representation :math:`\mathbf{x}^m_i \in \mathbb{R}^{F_m}` is split
+    into a *generic* half :math:`\mathbf{g}^m_i` (its first :math:`\lfloor F_m/2 \rfloor`
+    entries) and a *unique* half :math:`\mathbf{u}^m_i` (the rest). On a batch
+    :math:`\mathcal{B}` of items, the generic halves of every pair of modalities are aligned
+    by maximising a lower bound of their mutual information (eq. 16), and inside each
+    modality the unique half is pushed away from the generic half by minimising the CLUB
+    upper bound of their mutual information (eq. 14-15):
+
+    .. math::
+        \mathcal{L}_{\mathrm{align}} = \binom{M}{2}^{-1} \sum_{m < n}
+        \mathcal{L}_{\mathrm{SoloSim}}(P_m \mathbf{g}^m_{\mathcal{B}},
+        P_n \mathbf{g}^n_{\mathcal{B}}), \qquad
+        \mathcal{L}_{\mathrm{dist}} = \frac{1}{M} \sum_{m}
+        \hat{I}_{\mathrm{CLUB}}(G_m \mathbf{g}^m_{\mathcal{B}}, U_m \mathbf{u}^m_{\mathcal{B}}),
+
+    with
+
+    .. math::
+        \mathcal{L}_{\mathrm{SoloSim}}(\mathbf{a}, \mathbf{b}) = -\frac{1}{|\mathcal{B}|}
+        \sum_{i} \log \frac{\exp(\cos(\mathbf{a}_i, \mathbf{b}_i)/\tau)}
+        {\sum_{j} \exp(\cos(\mathbf{a}_i, \mathbf{b}_j)/\tau)}, \qquad
+        \hat{I}_{\mathrm{CLUB}}(\mathbf{g}, \mathbf{u}) = \frac{1}{|\mathcal{B}|} \sum_i
+        \left[\log q_\theta(\mathbf{u}_i | \mathbf{g}_i)
+        - \log q_\theta(\mathbf{u}_{k'_i} | \mathbf{g}_i)\right],
+
+    projection heads :math:`P_m` (:class:`ProjectionHead`) and linear maps :math:`G_m, U_m`
+    as in the official code, and a random permutation :math:`k'`. The host model adds
+    :math:`\alpha \mathcal{L}_{\mathrm{align}} + \beta \mathcal{L}_{\mathrm{dist}}` to its
+    ranking loss (eq. 19; :meth:`weighted_sum`). The variational network :math:`q_\theta`
+    (one for all modalities, as in the official code) is fitted by its own Adam on the
+    detached halves, ``club_steps`` steps before each estimate in training; keep its
+    parameters out of the host's optimizer (return :meth:`auxiliary_parameters` from the
+    host's ``auxiliary_parameters()``).
+
+    The alternatives of the paper's Table 4 and the ablations of its Fig. 3 are choices:
+    ``align='infonce'`` (:class:`~pyg_multirec.losses.InfoNCELoss`, both directions) or
+    ``'none'``; ``distance='l2'`` (the negative distance of appendix A.4, eq. 30,
+    :class:`~pyg_multirec.losses.NegativeL2Distance`) or ``'none'``. A term set to
+    ``'none'`` is dropped with its modules. Table 4's variants: a = (solosim, club),
+    b = (solosim, l2), c = (infonce, club), d = (infonce, l2).
+
+    Args:
+        in_channels (Sequence[int]): Width :math:`F_m \ge 2` of each modality's
+            representation (at least two modalities).
+        align (str, optional): ``'solosim'``, ``'infonce'`` or ``'none'``.
+            (default: ``'solosim'``)
+        distance (str, optional): ``'club'``, ``'l2'`` or ``'none'``. (default: ``'club'``)
+        alpha (float, optional): Weight :math:`\alpha \ge 0` of the alignment term.
+            (default: :obj:`0.012`)
+        beta (float, optional): Weight :math:`\beta \ge 0` of the distancing term.
+            (default: :obj:`0.006`)
+        tau (float, optional): Temperature :math:`\tau > 0` of the alignment loss.
+            (default: :obj:`0.2`)
+        proj_hidden (int, optional): Hidden width of the projection heads. (default: :obj:`64`)
+        proj_dim (int, optional): Output width of the projection heads. (default: :obj:`32`)
+        club_dim (int, optional): Output width of the maps :math:`G_m, U_m`.
+            (default: :obj:`32`)
+        club_hidden (int, optional): Hidden width of the CLUB estimator. (default: :obj:`8`)
+        club_steps (int, optional): Inner Adam steps of the estimator per training call.
+            (default: :obj:`50`)
+        club_lr (float, optional): Learning rate of the estimator's Adam; keep it near the
+            host's (the official code uses the same rate): the estimate is not clamped, so an
+            estimator that lags behind lets the encoder drive it far below zero.
+            (default: :obj:`1e-4`, SEA's learning rate)
+
+    Shapes:
+        - **input:** a list of :math:`M` tensors :math:`(B, F_m)`, the same :math:`B \ge 2`
+          items in every modality
+        - **output:** a dictionary with the scalars ``'align'`` and ``'distance'`` (each
+          present unless set to ``'none'``)
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        align: str = "solosim",
+        distance: str = "club",
+        alpha: float = ALPHA,
+        beta: float = BETA,
+        tau: float = TAU,
+        proj_hidden: int = PROJ_HIDDEN,
+        proj_dim: int = PROJ_DIM,
+        club_dim: int = CLUB_DIM,
+        club_hidden: int = CLUB_HIDDEN,
+        club_steps: int = CLUB_STEPS,
+        club_lr: float = CLUB_LR,
+    ) -> None:
+        super().__init__()
+        if isinstance(in_channels, int) or not isinstance(in_channels, Sequence):
+            raise TypeError(
+                f"in_channels must be a sequence with one width per modality "
+                f"(got {type(in_channels).__name__})"
+            )
+        if len(in_channels) < MIN_MODALITIES:
+            raise ValueError(
+                f"SeparateLearning aligns modalities in pairs: it needs at least "
+                f"{MIN_MODALITIES} modalities (got in_channels={list(in_channels)})"
+            )
+        for width in in_channels:
+            if isinstance(width, bool) or not isinstance(width, int) or width < MIN_CHANNELS:
+                raise ValueError(
+                    f"every width in in_channels must be an int >= {MIN_CHANNELS} (a generic "
+                    f"and a unique half; got {list(in_channels)})"
+                )
+        for name, value, choices in (
+            ("align", align, ALIGN_CHOICES),
+            ("distance", distance, DISTANCE_CHOICES),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices} (got {value!r})")
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
+        self.in_channels = list(in_channels)
+        self.generic_channels = [width // 2 for width in self.in_channels]
+        self.align, self.distance = align, distance
+        self.alpha, self.beta = float(alpha), float(beta)
+
+        self.align_heads: Optional[ModuleList] = None
+        self.align_loss: Optional[Module] = None
+        if align != "none":
+            self.align_heads = ModuleList(
+                ProjectionHead(g, proj_hidden, proj_dim) for g in self.generic_channels
+            )
+            self.align_loss = SoloSimLoss(tau) if align == "solosim" else InfoNCELoss(tau)
+
+        self.generic_maps: Optional[ModuleList] = None
+        self.unique_maps: Optional[ModuleList] = None
+        self.club: Optional[FittedCLUB] = None
+        self.l2_distance: Optional[NegativeL2Distance] = None
+        if distance != "none":
+            self.generic_maps = ModuleList(Linear(g, club_dim) for g in self.generic_channels)
+            self.unique_maps = ModuleList(
+                Linear(w - g, club_dim) for w, g in zip(self.in_channels, self.generic_channels)
+            )
+            if distance == "club":
+                self.club = FittedCLUB(club_dim, club_dim, club_hidden, club_steps, club_lr)
+            else:
+                self.l2_distance = NegativeL2Distance()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for modules in (self.align_heads, self.generic_maps, self.unique_maps):
+            for module in modules or ():
+                module.reset_parameters()
+        if self.club is not None:
+            self.club.reset_parameters()
+
+    def auxiliary_parameters(self) -> list[Parameter]:
+        """The CLUB estimator's parameters: fitted by its own Adam, not the host's."""
+        return list(self.club.parameters()) if self.club is not None else []
+
+    def split(self, xs: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """The generic (first half) and unique (second half) parts of every modality."""
+        if len(xs) != len(self.in_channels):
+            raise ValueError(f"expected {len(self.in_channels)} modality tensors (got {len(xs)})")
+        for m, (x, width) in enumerate(zip(xs, self.in_channels)):
+            if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != width:
+                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(f"xs[{m}] must have shape [B, {width}] (got {shape})")
+        if len({x.size(0) for x in xs}) != 1:
+            raise ValueError(
+                f"every modality needs the same items (got batch sizes {[x.size(0) for x in xs]})"
+            )
+        generic = [x[:, :g] for x, g in zip(xs, self.generic_channels)]
+        unique = [x[:, g:] for x, g in zip(xs, self.generic_channels)]
+        return generic, unique
+
+    def alignment(self, generic: Sequence[Tensor]) -> Tensor:
+        """eq. 16 between the projected generic halves, averaged over pairs of modalities."""
+        assert self.align_heads is not None and self.align_loss is not None
+        views = [head(g) for head, g in zip(self.align_heads, generic)]
+        pairs = list(itertools.combinations(range(len(views)), 2))
+        return sum(self.align_loss(views[a], views[b]) for a, b in pairs) / len(pairs)
+
+    def distancing(self, generic: Sequence[Tensor], unique: Sequence[Tensor]) -> Tensor:
+        """eq. 15 (or eq. 30's negative distance) inside each modality, averaged."""
+        assert self.generic_maps is not None and self.unique_maps is not None
+        g = [f(x) for f, x in zip(self.generic_maps, generic)]
+        u = [f(x) for f, x in zip(self.unique_maps, unique)]
+        if self.club is not None:
+            if self.training and torch.is_grad_enabled():
+                # eq. 15's alternation: fit q(u | g) on the detached samples first
+                self.club.fit(torch.cat(g), torch.cat(u))
+            terms = [self.club(gm, um) for gm, um in zip(g, u)]
+        else:
+            assert self.l2_distance is not None
+            terms = [self.l2_distance(um, gm) for gm, um in zip(g, u)]  # eq. 30
+        return sum(terms) / len(terms)
+
+    def forward(self, xs: Sequence[Tensor]) -> dict[str, Tensor]:
+        generic, unique = self.split(xs)
+        terms = {}
+        if self.align_heads is not None:
+            terms["align"] = self.alignment(generic)
+        if self.generic_maps is not None:
+            terms["distance"] = self.distancing(generic, unique)
+        return terms
+
+    def weighted_sum(self, terms: Mapping[str, Tensor]) -> Tensor:
+        r""":math:`\alpha \mathcal{L}_{\mathrm{align}} + \beta \mathcal{L}_{\mathrm{dist}}`
+        of the terms :meth:`forward` returned (eq. 19 without the ranking loss)."""
+        total = torch.zeros(())
+        if "align" in terms:
+            total = self.alpha * terms["align"]
+        if "distance" in terms:
+            total = total + self.beta * terms["distance"]
+        return total
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, align={self.align!r}, "
+            f"distance={self.distance!r}, alpha={self.alpha}, beta={self.beta})"
+        )

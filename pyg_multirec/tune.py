@@ -1,0 +1,872 @@
+"""Hyper-parameter search on the validation split: the ``tune`` sub-command of every example.
+
+An example declares its search space beside its flags and hands it to
+:func:`~pyg_multirec.experiment.run_example`::
+
+    SEARCH_SPACE = {"reg_weight": [1e-2, 1e-3, 1e-4], "lr": "1e-4:1e-2:log"}
+    run_example("mf", build, add_arguments, search_space=SEARCH_SPACE)
+
+and a user searches, overrides the space and re-trains the winner for several seeds with::
+
+    python examples/mf.py tune --dataset ml100k --jobs 2 --seeds 0,1,2
+    python examples/mf.py tune --space reg_weight=1e-3,1e-2 --space lr=1e-4:1e-2:log
+
+Keys are the flags' destinations (``reg_weight`` for ``--reg-weight``). A list of values is
+searched exhaustively with Optuna's ``GridSampler`` when every entry of the space is a list;
+``"LOW:HIGH"`` (uniform) or ``"LOW:HIGH:log"`` (log-uniform) ranges are sampled with TPE (the
+lists then become categorical choices). Every trial trains with the shared loop on the
+training split, is scored by its best **valid** Recall@20 (early stopping as in ``train``),
+reports that metric after each epoch to a ``MedianPruner``, and never evaluates the test
+split; only the seeds re-trained from the best configuration (``--seeds``) read the test
+split, once each, at their best valid epoch.
+
+Trials live in ``OUT/study.db`` (SQLite), so a search that is killed resumes where it
+stopped when the same command is run again: finished trials are kept, and the trials that
+were running are marked failed (``interrupted``) and run again. ``--jobs N`` runs trials in
+``N`` worker processes sharing that database. Outputs: ``OUT/trials.csv`` and
+``OUT/trials.md`` (every trial with its parameters, valid metric, best epoch and seconds),
+``OUT/best.json`` and, with ``--seeds``, ``OUT/seeds/sSEED/`` (the ``train`` outputs) and
+the test mean ± std in ``best.json``.
+
+Optuna is an optional dependency: ``pip install pyg_multirec[tune]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import inspect
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from pyg_multirec.train import TrainResult, seed_everything, train
+
+#: The validation metric that trials maximise and the pruner watches, every epoch.
+MONITOR = "recall@20"
+STUDY_NAME = "tune"
+DB_FILE = "study.db"
+LOCK_FILE = ".tune.lock"
+BEST_FILE = "best.json"
+TRIALS_CSV = "trials.csv"
+TRIALS_MD = "trials.md"
+SEEDS_DIR = "seeds"
+DEFAULT_TPE_TRIALS = 30
+DEFAULT_PRUNE_WARMUP = 10  # epochs a trial runs before it may be pruned
+DEFAULT_PRUNE_STARTUP = 5  # trials that must finish before pruning starts
+SQLITE_TIMEOUT_S = 60  # parallel workers wait this long for the database lock
+INTERRUPTED = "interrupted"
+#: Separates the sampler seeds of the worker processes of different search seeds.
+WORKER_SEED_STRIDE = 1000
+#: Flags that say where or how a run happens, not what is trained: never compared between a
+#: study and a resumed command, never searched.
+RUN_ONLY = frozenset(
+    {"command", "out", "resume", "quiet", "plots", "device", "data_root", "eval_batch_size"}
+)
+#: Flags that fix the data or the budget: part of the study, never searched.
+NOT_SEARCHABLE = RUN_ONLY | {
+    "dataset",
+    "cold_start",
+    "synthetic_users",
+    "synthetic_items",
+    "synthetic_interactions",
+    "seed",
+    "epochs",
+    "patience",
+    "mask_valid",
+    "max_batches",
+}
+#: The ``tune`` sub-command's own flags (not training settings).
+TUNE_ONLY = frozenset(
+    {"space", "trials", "jobs", "seeds", "no_prune", "prune_warmup", "prune_startup", "skip_search"}
+)
+
+SpaceSpec = Union[Sequence[Any], str, "Range"]
+BuildModel = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A continuous (or integer) range, uniform or log-uniform, sampled by TPE."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log, "int": self.integer}
+
+
+def _import_optuna():
+    try:
+        import optuna
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the 'tune' sub-command needs optuna: pip install 'pyg_multirec[tune]' "
+            "(or pip install optuna)"
+        ) from err
+    return optuna
+
+
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``tune`` sub-command's own flags to ``parser``."""
+    group = parser.add_argument_group("search (tune)")
+    group.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="override or add a searched parameter: a list 'reg_weight=1e-3,1e-2' (grid) or "
+        "a range 'lr=1e-4:1e-2' / 'lr=1e-4:1e-2:log' (TPE); repeatable",
+    )
+    group.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help=f"number of trials (default: the whole grid, or {DEFAULT_TPE_TRIALS} with ranges)",
+    )
+    group.add_argument("--jobs", type=int, default=1, help="trials run in parallel processes")
+    group.add_argument(
+        "--seeds",
+        default=None,
+        help="re-train the best configuration for these seeds (e.g. 0,1,2) and report the "
+        "test mean ± std",
+    )
+    group.add_argument("--no-prune", action="store_true", help="never prune a trial")
+    group.add_argument(
+        "--prune-warmup",
+        type=int,
+        default=DEFAULT_PRUNE_WARMUP,
+        help="epochs a trial runs before the median pruner may stop it",
+    )
+    group.add_argument(
+        "--prune-startup",
+        type=int,
+        default=DEFAULT_PRUNE_STARTUP,
+        help="finished trials before the median pruner starts pruning",
+    )
+    group.add_argument(
+        "--skip-search",
+        action="store_true",
+        help="run no new trial: use the finished search in OUT (e.g. only re-train --seeds)",
+    )
+
+
+# ---- the search space --------------------------------------------------------------------
+
+
+def searchable_flags(
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None,
+) -> dict[str, argparse.Action]:
+    """The flags a search may vary, by destination: the shared training flags and the
+    model's own (those in :data:`NOT_SEARCHABLE` excluded)."""
+    from pyg_multirec.experiment import _add_data_arguments, _add_train_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_data_arguments(parser)
+    _add_train_arguments(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
+    return {
+        a.dest: a
+        for a in parser._actions
+        if a.dest not in NOT_SEARCHABLE and a.option_strings and a.dest != "help"
+    }
+
+
+def _convert(name: str, value: Any, action: argparse.Action) -> Any:
+    """One value of ``name`` as the flag would parse it, checked against its choices."""
+    is_switch = action.nargs == 0  # store_true / store_false
+    try:
+        if is_switch:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                value = value.lower() in ("true", "1")
+            value = bool(value)
+        elif action.type is not None:
+            value = action.type(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        kind = "true/false" if is_switch else getattr(action.type, "__name__", "")
+        raise ValueError(
+            f"search space: {value!r} is not a valid {kind} value for {name!r}"
+        ) from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(
+            f"search space: {value!r} is not an allowed value of {name!r} "
+            f"(choices: {', '.join(map(str, action.choices))})"
+        )
+    return value
+
+
+def _parse_range(name: str, text: str, action: argparse.Action) -> Range:
+    parts = text.split(":")
+    log = len(parts) == 3 and parts[2].strip().lower() == "log"
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not log):
+        raise ValueError(
+            f"search space: {name}={text} is not a range; write LOW:HIGH or LOW:HIGH:log"
+        )
+    if action.choices is not None or action.type not in (int, float):
+        allowed = f"; choices: {', '.join(map(str, action.choices))}" if action.choices else ""
+        raise ValueError(
+            f"search space: {name!r} takes a list of values, not a range (it is not a "
+            f"numeric flag{allowed})"
+        )
+    try:
+        low, high = (action.type(p.strip()) for p in parts[:2])
+    except ValueError:
+        raise ValueError(
+            f"search space: {name}={text}: the bounds must be {action.type.__name__} numbers"
+        ) from None
+    if not low < high:
+        raise ValueError(f"search space: {name}={text} is an empty range (LOW must be < HIGH)")
+    if log and low <= 0:
+        raise ValueError(f"search space: {name}={text}: a log range needs LOW > 0")
+    return Range(low, high, log=log, integer=action.type is int)
+
+
+def parse_spec(name: str, spec: SpaceSpec, action: argparse.Action) -> list[Any] | Range:
+    """A list of values (converted with the flag's type, checked against its choices) or a
+    :class:`Range`, from a ``SEARCH_SPACE`` entry or the text of ``--space NAME=SPEC``."""
+    if isinstance(spec, Range):
+        return _parse_range(name, f"{spec.low}:{spec.high}" + (":log" if spec.log else ""), action)
+    if isinstance(spec, str):
+        if ":" in spec:
+            return _parse_range(name, spec, action)
+        spec = [s.strip() for s in spec.split(",")]
+    values = list(spec)
+    if not values or any(v == "" for v in values):
+        raise ValueError(f"search space: {name!r} has an empty value list")
+    return list(dict.fromkeys(_convert(name, v, action) for v in values))
+
+
+def resolve_space(
+    defaults: Mapping[str, SpaceSpec] | None,
+    overrides: Sequence[str],
+    flags: Mapping[str, argparse.Action],
+) -> dict[str, list[Any] | Range]:
+    """The example's space with the ``--space NAME=SPEC`` overrides applied (an override
+    replaces or adds one parameter); every name and value is checked."""
+    specs: dict[str, SpaceSpec] = dict(defaults or {})
+    for text in overrides:
+        name, sep, spec = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--space {text!r}: write NAME=VALUES or NAME=LOW:HIGH[:log]")
+        specs[name.strip().replace("-", "_")] = spec.strip()
+    space: dict[str, list[Any] | Range] = {}
+    for name, spec in specs.items():
+        key = name.replace("-", "_")
+        if key not in flags:
+            why = (
+                "it fixes the data, the budget or the run and cannot be searched"
+                if key in NOT_SEARCHABLE
+                else "unknown parameter"
+            )
+            raise ValueError(
+                f"search space: {name!r}: {why}; searchable: {', '.join(sorted(flags))}"
+            )
+        space[key] = parse_spec(key, spec, flags[key])
+    if not space:
+        raise ValueError("the search space is empty: give --space NAME=VALUES")
+    return space
+
+
+def space_to_json(space: Mapping[str, list[Any] | Range]) -> dict[str, Any]:
+    return {k: v.to_json() if isinstance(v, Range) else list(v) for k, v in space.items()}
+
+
+def is_grid(space: Mapping[str, list[Any] | Range]) -> bool:
+    return all(not isinstance(v, Range) for v in space.values())
+
+
+def grid_size(space: Mapping[str, list[Any] | Range]) -> int:
+    return math.prod(len(v) for v in space.values())  # type: ignore[arg-type]
+
+
+# ---- trials ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ScriptFunction:
+    """A module-level function named by its file, for worker processes.
+
+    Spawned workers unpickle functions by module name; an example script loaded by path
+    (as the tests do) has a name no fresh process can import, so it is loaded again from
+    its file there.
+    """
+
+    path: str
+    name: str
+
+    def __call__(self, *args: Any) -> Any:
+        module = _SCRIPTS.get(self.path)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(f"_tuned_{len(_SCRIPTS)}", self.path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _SCRIPTS[self.path] = module
+        return getattr(module, self.name)(*args)
+
+
+_SCRIPTS: dict[str, Any] = {}
+
+
+def _portable(fn: BuildModel) -> BuildModel:
+    """A by-file reference to a module-level ``fn`` (anything else is passed as it is)."""
+    path = inspect.getsourcefile(fn) if inspect.isfunction(fn) else None
+    if path is None or "<" in fn.__qualname__:
+        return fn
+    return _ScriptFunction(path, fn.__qualname__)
+
+
+@dataclass
+class _Context:
+    """Everything a worker process needs (picklable)."""
+
+    name: str
+    build_model: BuildModel
+    base: dict[str, Any]
+    space: dict[str, Any]
+    out: str
+    prune: bool
+    prune_warmup: int
+    prune_startup: int
+    seed: int
+    data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+
+def _storage(optuna, out: Path | str):
+    return optuna.storages.RDBStorage(
+        url=f"sqlite:///{Path(out).resolve() / DB_FILE}",
+        engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}},
+    )
+
+
+def _sampler(optuna, ctx: _Context, worker: int):
+    seed = ctx.seed * WORKER_SEED_STRIDE + worker  # workers must not propose the same points
+    if is_grid(ctx.space):
+        return optuna.samplers.GridSampler(ctx.space, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(optuna, ctx: _Context):
+    if not ctx.prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=ctx.prune_startup, n_warmup_steps=ctx.prune_warmup
+    )
+
+
+def _suggest(trial, name: str, spec: list[Any] | Range) -> Any:
+    if isinstance(spec, Range):
+        if spec.integer:
+            return trial.suggest_int(name, int(spec.low), int(spec.high), log=spec.log)
+        return trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+    return trial.suggest_categorical(name, spec)
+
+
+def _load_data(ctx: _Context, args: argparse.Namespace):
+    from pyg_multirec.experiment import load_data
+
+    key = tuple(
+        getattr(args, k, None)
+        for k in ("dataset", "data_root", "seed", "cold_start", "synthetic_users",
+                  "synthetic_items", "synthetic_interactions")
+    )  # fmt: skip
+    if key not in ctx.data_cache:  # one load per worker process
+        ctx.data_cache[key] = load_data(args)
+    return ctx.data_cache[key]
+
+
+def fit(
+    ctx: _Context,
+    args: argparse.Namespace,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Trains one configuration for model selection: validation only, no files."""
+    from pyg_multirec.experiment import warm_items  # experiment imports this module
+    data = _load_data(ctx, args)
+    seed_everything(args.seed)
+    model = ctx.build_model(data, args)
+    return train(
+        model,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        monitor=MONITOR,
+        eval_batch_size=args.eval_batch_size,
+        seed=args.seed,
+        device=args.device,
+        progress=False,
+        max_train_batches=args.max_batches,
+        on_epoch_end=on_epoch_end,
+        evaluate_test=False,  # selection uses the validation split only
+        negative_items=warm_items(data) if args.negatives == "warm" else None,
+    )
+
+
+def _objective(trial, ctx: _Context) -> float:
+    optuna = _import_optuna()
+    params = {name: _suggest(trial, name, spec) for name, spec in ctx.space.items()}
+    args = argparse.Namespace(**{**ctx.base, **params})
+    best = {"value": -math.inf, "epoch": 0, "epochs": 0}
+
+    def on_epoch_end(epoch: int, valid: dict[str, float]) -> None:
+        value = valid[MONITOR]
+        best["epochs"] = epoch
+        if value > best["value"]:
+            best["value"], best["epoch"] = value, epoch
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    tic = time.perf_counter()
+    try:
+        result = fit(ctx, args, on_epoch_end)
+    except KeyboardInterrupt:  # Optuna records it as FAIL: mark it to be run again
+        trial.set_user_attr(INTERRUPTED, True)
+        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+        _release_grid_point(trial.storage, trial._trial_id, system_attrs)
+        raise
+    finally:
+        trial.set_user_attr("best_value", best["value"] if best["epochs"] else None)
+        trial.set_user_attr("best_epoch", best["epoch"])
+        trial.set_user_attr("epochs", best["epochs"])
+        trial.set_user_attr("seconds", time.perf_counter() - tic)
+    trial.set_user_attr("seconds_per_epoch", result.seconds_per_epoch)
+    return result.best_valid[MONITOR]
+
+
+def _report_trial(ctx: _Context):
+    def callback(study, trial) -> None:
+        params = "  ".join(f"{k}={v}" for k, v in trial.params.items())
+        value = trial.user_attrs.get("best_value")
+        shown = f"{value:.4f}" if value is not None else "-"
+        print(
+            f"trial {trial.number} {trial.state.name.lower()}: {params}  valid {MONITOR} "
+            f"{shown} (best epoch {trial.user_attrs.get('best_epoch')}, "
+            f"{trial.user_attrs.get('seconds', 0.0):.0f} s)",
+            flush=True,
+        )
+        write_trials_tables(study, Path(ctx.out), list(ctx.space))
+
+    return callback
+
+
+def _worker(ctx: _Context, quota: int, worker: int, threads: int | None) -> None:
+    """Runs up to ``quota`` trials of the study in ``ctx.out`` (one process)."""
+    optuna = _import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if threads:
+        torch.set_num_threads(threads)
+    study = optuna.load_study(
+        study_name=STUDY_NAME,
+        storage=_storage(optuna, ctx.out),
+        sampler=_sampler(optuna, ctx, worker),
+        pruner=_pruner(optuna, ctx),
+    )
+    study.optimize(
+        lambda trial: _objective(trial, ctx),
+        n_trials=quota,
+        catch=(FloatingPointError,),  # a diverging configuration fails, the search goes on
+        callbacks=[_report_trial(ctx)],
+    )
+
+
+# ---- the study folder --------------------------------------------------------------------
+
+
+@contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(out / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{out} is used by another running 'tune' command") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fixed_settings(args: argparse.Namespace, space: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in sorted(vars(args).items())
+        if k not in RUN_ONLY and k not in TUNE_ONLY and k not in space
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def open_study(optuna, out: Path, name: str, args: argparse.Namespace, space: Mapping[str, Any]):
+    """Creates the study in ``out`` or opens the existing one, which must belong to the same
+    model, search space and fixed settings."""
+    storage = _storage(optuna, out)
+    expected = {
+        "model": name,
+        "space": _jsonable(space_to_json(space)),
+        "settings": _jsonable(_fixed_settings(args, space)),
+    }
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if STUDY_NAME not in existing:
+        if existing:
+            raise ValueError(f"{out / DB_FILE} holds no 'tune' study; choose another --out")
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize")
+        for key, value in expected.items():
+            study.set_user_attr(key, value)
+        return study
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    found = study.user_attrs
+    if found.get("model") != name:
+        raise ValueError(
+            f"{out} holds a tune study of the {found.get('model')!r} model, not {name!r}; "
+            "choose another --out"
+        )
+    if found.get("space") != expected["space"]:
+        raise ValueError(
+            f"{out} holds a study of another search space ({json.dumps(found.get('space'))}); "
+            "repeat its --space or choose another --out"
+        )
+    if found.get("settings") != expected["settings"]:
+        old, new = found.get("settings", {}), expected["settings"]
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"{out} holds a study run with other settings ({shown}); repeat them or choose "
+            "another --out"
+        )
+    return study
+
+
+GRID_KEYS = ("grid_id", "search_space")
+GRID_POINT = "grid_point"
+
+
+def _release_grid_point(storage, trial_id: int, system_attrs: Mapping[str, Any]) -> None:
+    # GridSampler counts every finished trial, failed ones included, as a visited grid point
+    # (and stops the search when none is left). An interrupted trial, still running here,
+    # gives its point up; the point is kept as a user attribute for its queued copy.
+    point = {k: system_attrs[k] for k in GRID_KEYS if k in system_attrs}
+    if point:
+        storage.set_trial_user_attr(trial_id, GRID_POINT, point)
+        storage.set_trial_system_attr(trial_id, "search_space", {INTERRUPTED: True})
+
+
+def requeue_interrupted(optuna, study) -> int:
+    """Queues again the trials a stopped search did not finish: those left running by a
+    killed worker (marked failed and ``interrupted`` here) and those failed by Ctrl-C
+    (marked ``interrupted`` by the objective); returns how many. Call it only while
+    holding the folder lock (no live worker)."""
+    TrialState = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    count = 0
+    for trial in trials:
+        point = trial.user_attrs.get(GRID_POINT) or {
+            k: trial.system_attrs[k] for k in GRID_KEYS if k in trial.system_attrs
+        }
+        if trial.state == TrialState.RUNNING:
+            _release_grid_point(study._storage, trial._trial_id, trial.system_attrs)
+            study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        elif not (
+            trial.state == TrialState.FAIL
+            and trial.user_attrs.get(INTERRUPTED)
+            and trial.number not in requeued
+        ):
+            continue
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+            # GridSampler keys its bookkeeping on a trial's grid point: the queued copy
+            # takes over the point of the interrupted trial.
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+            for key, value in point.items():
+                study._storage.set_trial_system_attr(queued._trial_id, key, value)
+        count += 1
+    return count
+
+
+def _done(optuna, study) -> int:
+    """Trials that count towards the budget: finished, and not interrupted."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not t.user_attrs.get(INTERRUPTED)
+    )
+
+
+def _run_workers(ctx: _Context, remaining: int, jobs: int) -> None:
+    jobs = max(1, min(jobs, remaining))
+    quotas = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+    if jobs == 1:
+        _worker(ctx, quotas[0], 0, None)
+        return
+    threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // jobs)
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    procs = [spawn.Process(target=_worker, args=(ctx, q, i, threads)) for i, q in enumerate(quotas)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"tune worker(s) {failed} exited with an error (see above)")
+
+
+# ---- outputs -----------------------------------------------------------------------------
+
+
+def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per trial: number, state, parameters, valid metric, best epoch, seconds."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(INTERRUPTED):
+            state = INTERRUPTED
+        else:
+            state = t.state.name.lower()
+        value = t.value if t.value is not None else t.user_attrs.get("best_value")
+        seconds = t.user_attrs.get("seconds")
+        if seconds is None and state != INTERRUPTED and t.datetime_start and t.datetime_complete:
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds()
+        row = {"trial": t.number, "state": state}
+        row.update({p: t.params.get(p) for p in params})
+        row.update(
+            {
+                f"valid_{MONITOR}": value,
+                "best_epoch": t.user_attrs.get("best_epoch"),
+                "epochs": t.user_attrs.get("epochs"),
+                "seconds": seconds,
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
+    return str(value)
+
+
+def write_trials_tables(study, out: Path, params: Sequence[str]) -> None:
+    """Writes ``trials.csv`` (by trial number) and ``trials.md`` (best first), atomically."""
+    rows = trial_rows(study, params)
+    if not rows:
+        return
+    keys = list(rows[0])
+    tmp = out / f".{TRIALS_CSV}.{os.getpid()}"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out / TRIALS_CSV)
+    metric = f"valid_{MONITOR}"
+    ranked = sorted(rows, key=lambda r: (r[metric] is None, -(r[metric] or 0.0), r["trial"]))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(r[k]) for k in keys) + " |" for r in ranked]
+    tmp = out / f".{TRIALS_MD}.{os.getpid()}"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / TRIALS_MD)
+
+
+def _config(args: argparse.Namespace, params: Mapping[str, Any], seed: int, out: Path):
+    config = {k: v for k, v in vars(args).items() if k not in TUNE_ONLY}
+    config.update(params)
+    config.update(seed=seed, out=str(out), resume=False, quiet=True, plots=False, command="train")
+    return argparse.Namespace(**config)
+
+
+def _train_seed(name: str, build_model: BuildModel, args: argparse.Namespace) -> dict[str, Any]:
+    from pyg_multirec.experiment import _train
+
+    metrics_file = Path(args.out) / "metrics.json"
+    if metrics_file.is_file():
+        saved = json.loads(metrics_file.read_text())
+        if _jsonable(saved.get("config")) == _jsonable(
+            {k: v for k, v in vars(args).items() if k != "command"}
+        ):
+            return saved  # finished earlier with the same configuration
+    _train(name, build_model, args)
+    return json.loads(metrics_file.read_text())
+
+
+def retrain_seeds(
+    name: str,
+    build_model: BuildModel,
+    args: argparse.Namespace,
+    params: Mapping[str, Any],
+    seeds: Sequence[int],
+    out: Path,
+    jobs: int = 1,
+) -> dict[int, dict[str, Any]]:
+    """Trains the configuration ``args`` + ``params`` once per seed (the ``train`` outputs
+    in ``out/seeds/sSEED``; finished seeds are read back) and returns their metrics.json."""
+    configs = [_config(args, params, s, out / SEEDS_DIR / f"s{s}") for s in seeds]
+    jobs = max(1, min(jobs, len(configs)))
+    if jobs == 1:
+        results = [_train_seed(name, build_model, c) for c in configs]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+            results = list(pool.map(_train_seed, [name] * len(configs),
+                                    [_portable(build_model)] * len(configs), configs))  # fmt: skip
+    return dict(zip(seeds, results))
+
+
+def summarise_seeds(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Test mean and (sample) standard deviation over seeds of every test metric."""
+    tests = [r["test"] for r in runs.values()]
+    keys = [k for k in tests[0] if k != "num_rows"] if tests else []
+    mean = {k: statistics.mean(t[k] for t in tests) for k in keys}
+    std = {k: statistics.stdev(t[k] for t in tests) if len(tests) > 1 else 0.0 for k in keys}
+    return {"test_mean": mean, "test_std": std}
+
+
+def _parse_seeds(text: str | None) -> list[int]:
+    if text is None:
+        return []
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds has duplicates: {text!r}")
+    return seeds
+
+
+def run_tune(
+    name: str,
+    build_model: BuildModel,
+    args: argparse.Namespace,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    search_space: Mapping[str, SpaceSpec] | None = None,
+) -> dict[str, Any]:
+    """The ``tune`` sub-command: search, write the tables and ``best.json``, re-train seeds.
+
+    Args:
+        name: the model's name.
+        build_model: ``(data, args) -> Recommender``.
+        args: the parsed ``tune`` command line (training flags, model flags, search flags).
+        add_arguments: the example's flag function (to check parameter names and values).
+        search_space: the example's default space (``{dest: list | "LOW:HIGH[:log]"}``).
+
+    Returns:
+        the content of ``best.json``.
+    """
+    optuna = _import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    flags = searchable_flags(add_arguments)
+    space = resolve_space(search_space, args.space, flags)
+    seeds = _parse_seeds(args.seeds)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    from pyg_multirec.train import resolve_device
+
+    resolve_device(args.device)
+    cold = "-cold" if getattr(args, "cold_start", False) else ""
+    out = Path(args.out or f"runs/tune/{name}-{args.dataset}{cold}")
+    out.mkdir(parents=True, exist_ok=True)
+    total = args.trials or (grid_size(space) if is_grid(space) else DEFAULT_TPE_TRIALS)
+    if is_grid(space):
+        total = min(total, grid_size(space))
+    base = {k: v for k, v in vars(args).items() if k not in TUNE_ONLY}
+    base.update(quiet=True, plots=False, resume=False)
+    ctx = _Context(
+        name=name,
+        build_model=_portable(build_model),
+        base=base,
+        space=space,
+        out=str(out),
+        prune=not args.no_prune,
+        prune_warmup=args.prune_warmup,
+        prune_startup=args.prune_startup,
+        seed=args.seed,
+    )
+    with _folder_lock(out):
+        study = open_study(optuna, out, name, args, space)
+        requeued = requeue_interrupted(optuna, study)
+        if requeued:
+            print(f"{requeued} trial(s) interrupted earlier: queued again")
+        remaining = max(0, total - _done(optuna, study))
+        kind = f"grid of {grid_size(space)}" if is_grid(space) else "TPE"
+        if args.skip_search:
+            remaining = 0
+        print(
+            f"tune {name} on {args.dataset}: {kind}, {total} trials, {total - remaining} "
+            f"done, {remaining} to run with {min(args.jobs, max(remaining, 1))} job(s); {out}",
+            flush=True,
+        )
+        if remaining:
+            _run_workers(ctx, remaining, args.jobs)
+        study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(optuna, out))
+        write_trials_tables(study, out, list(space))
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete:
+            raise ValueError(f"no trial of {out} has completed: nothing to select")
+        best = max(complete, key=lambda t: (t.value, -t.number))
+        states = [r["state"] for r in trial_rows(study, [])]
+        summary: dict[str, Any] = {
+            "model": name,
+            "dataset": args.dataset,
+            "selected_on": f"valid {MONITOR}",
+            "params": best.params,
+            "valid": best.value,
+            "best_epoch": best.user_attrs.get("best_epoch"),
+            "trial": best.number,
+            "trials": {s: states.count(s) for s in sorted(set(states))},
+            "space": space_to_json(space),
+            "config": _jsonable({**base, **best.params}),
+        }
+        print(
+            f"best: trial {best.number}  "
+            + "  ".join(f"{k}={v}" for k, v in best.params.items())
+            + f"  valid {MONITOR} {best.value:.4f} (epoch {summary['best_epoch']})"
+        )
+        if seeds:
+            runs = retrain_seeds(name, build_model, args, best.params, seeds, out, args.jobs)
+            summary["seeds"] = {
+                str(s): {
+                    "test": r["test"],
+                    "best_valid": r["best_valid"],
+                    "best_epoch": r["best_epoch"],
+                    "seconds_per_epoch": r["seconds_per_epoch"],
+                    "device": r["config"].get("device", "cpu"),
+                }
+                for s, r in runs.items()
+            }
+            summary.update(summarise_seeds(runs))
+            cells = [
+                f"{k} {summary['test_mean'][k]:.4f} ± {summary['test_std'][k]:.4f}"
+                for k in ("recall@20", "ndcg@20")
+                if k in summary["test_mean"]
+            ]
+            print(f"test over seeds {','.join(map(str, seeds))}: " + "  ".join(cells))
+        (out / BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
+        print(f"wrote {out / BEST_FILE}, {out / TRIALS_CSV}, {out / TRIALS_MD}")
+    return summary

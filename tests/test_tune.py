@@ -1,0 +1,222 @@
+"""The ``tune`` sub-command: grid and TPE search on the validation split, resumable SQLite
+studies, parallel worker processes, seed re-training, and clear errors for bad input."""
+
+import csv
+import json
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+import pyg_multirec.train as train_module  # noqa: E402
+import pyg_multirec.tune as tune_module  # noqa: E402
+from pyg_multirec.experiment import run_example  # noqa: E402
+from pyg_multirec.tune import (  # noqa: E402
+    DB_FILE,
+    STUDY_NAME,
+    Range,
+    parse_spec,
+    resolve_space,
+    searchable_flags,
+)
+from tests.helpers import SMALL_SYNTHETIC_ARGS, load_example  # noqa: E402
+
+lightgcn, mf = load_example("lightgcn"), load_example("mf")
+
+FAST = [*SMALL_SYNTHETIC_ARGS, "--epochs", "2", "--batch-size", "512"]
+
+
+def _tune(module, name, *argv):
+    return run_example(
+        name,
+        module.build,
+        module.add_arguments,
+        getattr(module, "DEFAULTS", None),
+        argv=["tune", *FAST, *argv],
+        search_space=module.SEARCH_SPACE,
+    )
+
+
+def _rows(out):
+    with (out / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_search_selects_on_valid_and_never_tests_during_the_search(tmp_path, monkeypatch):
+    splits = []
+    real_evaluate = train_module.evaluate
+
+    def spy(model, data, split="valid", **kwargs):
+        splits.append(split)
+        return real_evaluate(model, data, split, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    out = tmp_path / "mf"
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(out), "--seeds", "0")
+
+    # Search: 2 grid points x 2 epochs of validation, no test; then one seed re-trained,
+    # whose test split is read exactly once, at the end.
+    assert splits[:4] == ["valid"] * 4
+    assert splits.count("test") == 1 and splits[-1] == "test"
+    rows = _rows(out)
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    assert {float(r["reg_weight"]) for r in rows} == {1e-3, 1e-1}
+    assert {r["reg_form"] for r in rows} == {"norm"}  # the example's default, kept
+    winner = max(rows, key=lambda r: (float(r["valid_recall@20"]), -int(r["trial"])))
+    assert best["params"]["reg_weight"] == float(winner["reg_weight"])
+    assert best["valid"] == pytest.approx(float(winner["valid_recall@20"]))
+    assert json.loads((out / "best.json").read_text())["params"] == best["params"]
+    assert (out / "trials.md").read_text().startswith("| trial | state | reg_weight")
+    seed0 = best["seeds"]["0"]
+    # The seed-0 re-training repeats the winning trial: same validation score.
+    assert seed0["best_valid"]["recall@20"] == pytest.approx(best["valid"])
+    assert set(seed0["test"]) >= {"recall@20", "ndcg@20", "coverage@20", "novelty@20"}
+    assert best["test_mean"]["recall@20"] == seed0["test"]["recall@20"]
+
+
+def test_killed_search_resumes_without_losing_finished_trials(tmp_path, monkeypatch):
+    out = tmp_path / "mf"
+    space = ["--space", "reg_weight=1e-3,1e-2,1e-1", "--out", str(out)]
+    _tune(mf, "mf", *space, "--trials", "1")
+    storage = f"sqlite:///{out / DB_FILE}"
+    first = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials[0]
+    # A worker killed in the middle of a trial leaves it RUNNING in the database.
+    grid = {"reg_weight": [1e-3, 1e-2, 1e-1], "reg_form": ["norm"]}
+    study = optuna.load_study(
+        study_name=STUDY_NAME, storage=storage, sampler=optuna.samplers.GridSampler(grid)
+    )
+    stale = study.ask()
+    stale_params = {k: stale.suggest_categorical(k, v) for k, v in grid.items()}
+    # Ctrl-C in a trial: Optuna marks it failed, the objective marks it interrupted.
+    stopped = study.ask()
+    stopped_params = {k: stopped.suggest_categorical(k, v) for k, v in grid.items()}
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tune_module, "fit", ctrl_c)
+        context = tune_module._Context("mf", mf.build, {}, {}, str(out), False, 0, 0, 0)
+        with pytest.raises(KeyboardInterrupt):
+            tune_module._objective(stopped, context)
+    # As Optuna does (told by a study without GridSampler, whose after_trial hook would
+    # stop the search: legal only inside optimize()).
+    optuna.load_study(study_name=STUDY_NAME, storage=storage).tell(
+        stopped.number, state=optuna.trial.TrialState.FAIL
+    )
+
+    best = _tune(mf, "mf", *space)
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
+    assert trials[0].datetime_start == first.datetime_start  # kept, not run again
+    assert trials[0].value == first.value
+    states = [r["state"] for r in _rows(out)]
+    assert states.count("complete") == 3 and states.count("interrupted") == 2
+    done = [t.params for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(p["reg_weight"] for p in done) == [1e-3, 1e-2, 1e-1]  # the whole grid
+    assert stale_params in done and stopped_params in done  # interrupted ones run again
+    assert best["trials"] == {"complete": 3, "interrupted": 2}
+    _tune(mf, "mf", *space)  # a finished search runs no trial again
+    assert len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials) == len(trials)
+
+
+def test_tpe_ranges_in_parallel_worker_processes(tmp_path):
+    out = tmp_path / "lightgcn"
+    best = _tune(
+        lightgcn, "lightgcn", "--space", "lr=1e-3:1e-1:log", "--space", "layers=1:3",
+        "--trials", "2", "--jobs", "2", "--out", str(out),
+    )  # fmt: skip
+    rows = _rows(out)
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    for row in rows:
+        assert 1e-3 <= float(row["lr"]) <= 1e-1
+        assert row["layers"] in {"1", "2", "3"}
+        assert float(row["seconds"]) > 0 and int(row["best_epoch"]) in (1, 2)
+    assert rows[0]["lr"] != rows[1]["lr"]  # the two workers did not propose the same point
+    assert best["params"]["layers"] in (1, 2, 3)
+
+
+def test_space_parsing():
+    flags = searchable_flags(lightgcn.add_arguments)
+    assert parse_spec("reg_weight", "1e-3, 1e-2,1e-3", flags["reg_weight"]) == [1e-3, 1e-2]
+    assert parse_spec("layers", "1:4", flags["layers"]) == Range(1, 4, integer=True)
+    assert parse_spec("lr", "1e-4:1e-2:log", flags["lr"]) == Range(1e-4, 1e-2, log=True)
+    assert parse_spec("reg_form", ["norm"], flags["reg_form"]) == ["norm"]
+    space = resolve_space(lightgcn.SEARCH_SPACE, ["reg-weight=1e-4", "lr=1e-3:1e-2"], flags)
+    assert space["reg_weight"] == [1e-4] and space["layers"] == [1, 2, 3, 4]
+    assert space["lr"] == Range(1e-3, 1e-2)
+
+
+@pytest.mark.parametrize(
+    "space, match",
+    [
+        ("depth=1,2", "'depth': unknown parameter"),
+        ("seed=1,2", "cannot be searched"),
+        ("lr=1e-2:1e-4", "empty range"),
+        ("lr=1e-4:", "bounds must be float"),
+        ("lr=1e-4:1e-2:cubic", "LOW:HIGH or LOW:HIGH:log"),
+        ("lr=0:1e-2:log", "LOW > 0"),
+        ("reg_weight=", "empty value list"),
+        ("reg_weight=abc", "not a valid float value"),
+        ("reg_form=cube", "'cube' is not an allowed value of 'reg_form'"),
+        ("reg_form=a:b", "takes a list of values"),
+        ("reg_weight", "NAME=VALUES"),
+    ],
+)
+def test_bad_search_space_gives_one_clear_error_line(tmp_path, capsys, space, match):
+    with pytest.raises(SystemExit) as exit_info:
+        _tune(mf, "mf", "--space", space, "--out", str(tmp_path / "x"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert match in err
+
+
+def test_study_folder_of_another_model_or_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "study"
+    _tune(mf, "mf", "--space", "reg_weight=1e-3", "--epochs", "1", "--out", str(out))
+    capsys.readouterr()
+    for module, name, extra, match in [
+        (lightgcn, "lightgcn", [], "holds a tune study of the 'mf' model, not 'lightgcn'"),
+        (mf, "mf", ["--space", "reg_weight=1e-2"], "another search space"),
+        (mf, "mf", ["--space", "reg_weight=1e-3", "--epochs", "3"], "epochs: 1 -> 3"),
+    ]:
+        with pytest.raises(SystemExit):
+            _tune(module, name, "--epochs", "1", "--out", str(out), *extra)
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and match in err, err
+
+
+def _fake_best(recalls, params):
+    seeds = {
+        str(s): {
+            "test": {"recall@10": r / 2, "recall@20": r, "ndcg@10": r / 3, "ndcg@20": r / 2,
+                     "coverage@20": 0.5, "novelty@20": 3.0, "gini@20": 0.4, "avg_pop@20": 9.0},
+            "best_valid": {"recall@20": r},
+            "best_epoch": 7,
+            "seconds_per_epoch": 0.25,
+            "device": "cpu",
+        }
+        for s, r in enumerate(recalls)
+    }  # fmt: skip
+    return {"params": params, "seeds": seeds, "trials": {"complete": 2, "pruned": 1}}
+
+
+def test_reproduce_table_paired_t_test_by_hand():
+    rr = load_example("reproduce_results")
+
+    lightgcn_best = _fake_best([0.09, 0.10, 0.11], {"layers": 2, "reg_weight": 1e-4})
+    mf_best = _fake_best([0.10, 0.12, 0.14], {"reg_weight": 1e-3})
+    # Differences 0.01, 0.02, 0.03: t = 0.02 / (0.01 / sqrt(3)) = sqrt(12) with 2 degrees
+    # of freedom, whose CDF is 1/2 + t / (2 sqrt(t^2 + 2)): p = 1 - sqrt(12 / 14) = 0.0742.
+    assert rr.paired_p_value(mf_best, lightgcn_best) == "0.074"
+    assert rr.paired_p_value(mf_best, None) == "-"
+    assert rr.paired_p_value(_fake_best([0.1], {}), lightgcn_best) == "-"  # one shared seed
+    text = rr.table([(rr.Row("MF-BPR", "mf"), mf_best), (rr.Row("LightGCN", "lightgcn"),
+                     lightgcn_best), (rr.Row("VBPR", "vbpr"), None)])  # fmt: skip
+    lines = text.splitlines()
+    assert lines[0].startswith("| model | tuned parameters | R@10 | R@20 |")
+    assert len(lines) == 4  # header, rule, two finished rows
+    mf_row = lines[2].split(" | ")
+    assert mf_row[1] == "reg_weight=0.001"
+    assert mf_row[3] == "0.1200 ± 0.0200" and "0.074" in mf_row
+    assert lines[3].split(" | ")[1] == "layers=2, reg_weight=0.0001"
