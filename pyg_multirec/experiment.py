@@ -37,6 +37,7 @@ from pyg_multirec.tune import add_tune_arguments, run_tune
 SUBCOMMANDS = ("train", "evaluate", "recommend", "tune")
 DATA_ENV = "PYG_MULTIREC_DATA"
 REPORTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+NEGATIVES = ("all", "warm")
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 
@@ -85,6 +86,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=2048)
     group.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument(
+        "--negatives",
+        choices=NEGATIVES,
+        default="all",
+        help="BPR negatives drawn from all items, or only from the warm items (those with a "
+        "training interaction; with --cold-start the cold items are then never negatives)",
+    )
     group.add_argument("--patience", type=int, default=20, help="early stopping on valid Recall@20")
     group.add_argument("--dim", type=int, default=64, help="embedding dimension")
     group.add_argument("--seed", type=int, default=0)
@@ -161,6 +169,11 @@ def load_data(args: argparse.Namespace) -> HeteroData:
     return data
 
 
+def warm_items(data: HeteroData) -> torch.Tensor:
+    """The sorted ids of the items with at least one training interaction."""
+    return data["user", "train", "item"].edge_index[1].unique()
+
+
 def _format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in REPORTED_METRICS if k in metrics)
 
@@ -194,6 +207,7 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
         resume=args.resume,
         progress=not args.quiet,
         max_train_batches=args.max_batches,
+        negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
     if replicas.is_main:
         _write_outputs(name, model, result, args, out)

@@ -396,6 +396,7 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Trains one configuration for model selection: validation only, no files."""
+    from pyg_multirec.experiment import warm_items  # experiment imports this module
     data = _load_data(ctx, args)
     seed_everything(args.seed)
     model = ctx.build_model(data, args)
@@ -415,6 +416,7 @@ def fit(
         max_train_batches=args.max_batches,
         on_epoch_end=on_epoch_end,
         evaluate_test=False,  # selection uses the validation split only
+        negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
 
 

@@ -7,7 +7,15 @@ from torch import Tensor
 
 from pyg_multirec.losses import BPRLoss
 from pyg_multirec.models.base import Recommender, check_positive_int
-from pyg_multirec.nn import LightGCNPropagation, bipartite_to_homogeneous
+from pyg_multirec.nn import (
+    LightGCNPropagation,
+    bipartite_to_homogeneous,
+    random_walk_self_loop_weights,
+)
+
+#: ``'sym'``: LightGCN's :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}`;
+#: ``'rw-self-loop'``: :math:`(\mathbf{D}+\mathbf{I})^{-1}(\mathbf{A}+\mathbf{I})` (MICRO's code).
+NORMALIZATIONS = ("sym", "rw-self-loop")
 
 
 class LightGCN(Recommender):
@@ -16,16 +24,23 @@ class LightGCN(Recommender):
     (the second baseline of SEA and MICRO, and MICRO's default backbone).
 
     User and item embeddings :math:`\mathbf{E}^{(0)}` (users first) are propagated
-    :math:`L` times over the symmetrically normalised user-item training graph
+    :math:`L` times over the normalised user-item training graph
     :math:`\mathbf{A} = \begin{pmatrix} 0 & \mathbf{R} \\ \mathbf{R}^{\top} & 0
     \end{pmatrix}` by a :class:`~pyg_multirec.nn.LightGCNPropagation`, and the layers are
     averaged (LightGCN eq. 3-4, SEA eq. 6-7; :math:`L = 0` is MF):
 
     .. math::
-        \mathbf{E}^{(l+1)} = \mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}
-        \mathbf{E}^{(l)}, \qquad
+        \mathbf{E}^{(l+1)} = \hat{\mathbf{A}} \mathbf{E}^{(l)}, \qquad
         \mathbf{E} = \frac{1}{L+1} \sum_{l=0}^{L} \mathbf{E}^{(l)}, \qquad
-        \hat{y}_{ui} = \mathbf{e}_u^{\top} \mathbf{e}_i .
+        \hat{y}_{ui} = \mathbf{e}_u^{\top} \mathbf{e}_i ,
+
+    with :math:`\hat{\mathbf{A}} = \mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}`
+    (``normalization="sym"``, LightGCN) or the row-normalised graph with self-loops
+    :math:`\hat{\mathbf{A}} = (\mathbf{D} + \mathbf{I})^{-1} (\mathbf{A} + \mathbf{I})`
+    (``"rw-self-loop"``, the backbone of MICRO's official code,
+    :func:`~pyg_multirec.nn.random_walk_self_loop_weights`), where a node without
+    interactions (a cold item) keeps its whole embedding instead of
+    :math:`\frac{1}{L+1}` of it.
 
     The loss is :class:`~pyg_multirec.losses.BPRLoss` on the scores :math:`\hat{y}`, with
     the regulariser on the batch's layer-0 (ego) embeddings, as in LightGCN:
@@ -65,16 +80,28 @@ class LightGCN(Recommender):
         num_layers: int = 2,
         reg_weight: float = 1e-4,
         reg_form: str = "squared",
+        normalization: str = "sym",
     ) -> None:
         super().__init__()
         check_positive_int(dim, "dim")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS} (got {normalization!r})"
+            )
         self.num_users, self.num_items = num_users, num_items
+        self.normalization = normalization
         # checks the shape, dtype and id ranges of train_edge_index and the two counts
         graph = bipartite_to_homogeneous(train_edge_index, num_users, num_items)
+        weight = None
+        if normalization == "rw-self-loop":
+            graph, weight = random_walk_self_loop_weights(graph, num_users + num_items)
         self.register_buffer("graph", graph)
+        self.register_buffer("graph_weight", weight)
         self.user_emb = torch.nn.Embedding(num_users, dim)
         self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.propagation = LightGCNPropagation(num_layers, combine="mean")
+        self.propagation = LightGCNPropagation(
+            num_layers, combine="mean", normalize=normalization == "sym"
+        )
         self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
         self.reset_parameters()
 
@@ -86,7 +113,7 @@ class LightGCN(Recommender):
 
     def embed(self) -> tuple[Tensor, Tensor]:
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = self.propagation(x, self.graph)
+        out = self.propagation(x, self.graph, self.graph_weight)
         return out[: self.num_users], out[self.num_users :]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
@@ -101,5 +128,6 @@ class LightGCN(Recommender):
         return (
             f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
             f"dim={self.user_emb.embedding_dim}, num_layers={self.propagation.num_layers}, "
-            f"reg_weight={self.bpr.reg_weight}, reg_form={self.bpr.reg_form!r})"
+            f"reg_weight={self.bpr.reg_weight}, reg_form={self.bpr.reg_form!r}, "
+            f"normalization={self.normalization!r})"
         )

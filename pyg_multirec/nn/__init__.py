@@ -8,12 +8,13 @@ from pyg_multirec.nn.knn_structure import KNNStructureLayer
 from pyg_multirec.nn.lightgcn import LightGCNPropagation
 from pyg_multirec.nn.lightgcn_conv import LightGCNConv
 from pyg_multirec.nn.separate_learning import ProjectionHead, SeparateLearning
-from pyg_multirec.nn.utils import bipartite_to_homogeneous
+from pyg_multirec.nn.utils import bipartite_to_homogeneous, random_walk_self_loop_weights
 
 __all__ = [
     "LightGCNConv",
     "LightGCNPropagation",
     "bipartite_to_homogeneous",
+    "random_walk_self_loop_weights",
     "knn_item_graph",
     "topk_cosine_neighbors",
     "KNNStructureLayer",

@@ -46,3 +46,44 @@ def bipartite_to_homogeneous(edge_index: Tensor, num_users: int, num_items: int)
                 )
     items = items + num_users
     return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+
+def random_walk_self_loop_weights(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    r"""The row-normalised adjacency with self-loops,
+    :math:`\hat{\mathbf{A}} = (\mathbf{D} + \mathbf{I})^{-1} (\mathbf{A} + \mathbf{I})`, as
+    edges and weights (the user-item graph of MICRO's official LightGCN backbone).
+
+    :math:`A_{ij}` counts the edges :math:`j \to i` (PyG's ``source_to_target`` flow) and
+    :math:`D_{ii} = \sum_j A_{ij}`, so every node averages itself and its neighbours:
+
+    .. math::
+        \mathbf{x}^{\prime}_i = \frac{1}{\deg(i) + 1}
+        \Big(\mathbf{x}_i + \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j\Big).
+
+    An isolated node (e.g. a cold item) keeps its own vector, where the symmetric
+    :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}` sends it to zero. Pass the result
+    to a :class:`~pyg_multirec.nn.LightGCNConv` with ``normalize=False``.
+
+    Args:
+        edge_index (torch.Tensor): Edge indices :math:`(2, |\mathcal{E}|)` in
+            :math:`[0, |\mathcal{V}|)`, row 0 sources, row 1 targets.
+        num_nodes (int): Number of nodes :math:`|\mathcal{V}|`.
+
+    Returns:
+        (torch.Tensor, torch.Tensor): the edges followed by one self-loop per node
+        :math:`(2, |\mathcal{E}| + |\mathcal{V}|)` and their weights
+        :math:`1 / (\deg(i) + 1)` for an edge into node :math:`i`
+        :math:`(|\mathcal{E}| + |\mathcal{V}|)`.
+    """
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index)
+        raise ValueError(f"edge_index must have shape [2, num_edges] (got {shape})")
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ValueError(f"num_nodes must be a positive int (got {num_nodes!r})")
+    edge_index = edge_index.long()
+    if edge_index.numel() > 0 and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
+        raise ValueError(f"edge_index entries must lie in [0, {num_nodes})")
+    loops = torch.arange(num_nodes, device=edge_index.device)
+    edge_index = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+    degree = torch.bincount(edge_index[1], minlength=num_nodes).float()  # deg(i) + 1
+    return edge_index, degree.reciprocal()[edge_index[1]]

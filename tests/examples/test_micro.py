@@ -186,7 +186,11 @@ def test_bad_arguments(tiny_data):
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--backbone", "mf", "--structure", "frozen"], ["--cold-start", "--item-layers", "2"]],
+    [
+        [],
+        ["--backbone", "mf", "--structure", "frozen"],
+        ["--cold-start", "--item-layers", "2", "--backbone-norm", "sym"],
+    ],
 )
 def test_example_cli(tmp_path, extra):
     out = tmp_path / "run"
@@ -204,6 +208,50 @@ def test_example_cli(tmp_path, extra):
     metrics = run_example("micro", micro.build, micro.add_arguments,
                           argv=["evaluate", "--checkpoint", str(out / "best.pt")])
     assert metrics["recall@20"] == pytest.approx(result.test["recall@20"])
+
+
+@pytest.mark.parametrize("negatives", ["all", "warm"])
+def test_cold_start_negatives_warm_never_draws_a_cold_item(tmp_path, negatives):
+    drawn = []
+
+    def recording_build(data, args):
+        model = micro.build(data, args)
+        loss = model.loss
+
+        def recorded(users, pos_items, neg_items):
+            drawn.append(neg_items.clone())
+            return loss(users, pos_items, neg_items)
+
+        model.loss = recorded
+        return model
+
+    args = ["--epochs", "1", "--max-batches", "4", "--batch-size", "256", "--cold-start",
+            "--contrastive-items", "batch", "--negatives", negatives, "--out", str(tmp_path),
+            *SMALL_SYNTHETIC_ARGS, "--synthetic-items", "150"]  # fmt: skip
+    # (150 items: with 80, a user trains on all 64 warm ones and has no warm negative left)
+    run_example("micro", recording_build, micro.add_arguments, argv=args)
+    config = argparse.Namespace(**torch.load(tmp_path / "best.pt", weights_only=False)["config"])
+    cold = load_data(config)["item"].cold_mask
+    drawn = torch.cat(drawn)
+    assert drawn.numel() == 4 * 256
+    if negatives == "warm":
+        assert not cold[drawn].any()
+    else:  # 30 of the 150 items are cold: about 200 of the 1024 negatives
+        assert cold[drawn].sum() > 100
+
+
+def test_backbone_norm_and_negatives_flags(tmp_path, capsys):
+    args = ["--epochs", "1", "--max-batches", "1", "--out", str(tmp_path), *SMALL_SYNTHETIC_ARGS]
+    run_example("micro", micro.build, micro.add_arguments, micro.DEFAULTS, argv=args)
+    saved = torch.load(tmp_path / "best.pt", weights_only=False)
+    # defaults picked on cold-start validation: D^-1 (A + I) backbone, warm negatives
+    assert saved["config"]["backbone_norm"] == "rw-self-loop"
+    assert saved["config"]["negatives"] == "warm"
+    assert "backbone.graph_weight" in saved["state"]  # the D^-1 (A + I) weights
+    for flag, value in (("--backbone-norm", "rw"), ("--negatives", "cold")):
+        with pytest.raises(SystemExit):
+            run_example("micro", micro.build, micro.add_arguments, argv=[*args, flag, value])
+        assert f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
 
 
 def test_runs_on_real_data(ml100k_root, tmp_path):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pyg_multirec.models import MF, LightGCN
+from pyg_multirec.nn import random_walk_self_loop_weights
 from pyg_multirec.train import train
 from tests.helpers import assert_learns
 from tests.models.test_mf import bpr_by_hand
@@ -11,16 +12,20 @@ EDGES = torch.tensor([[0, 0, 1, 1, 1, 2, 3, 3], [0, 2, 1, 2, 4, 3, 0, 4]])
 NUM_USERS, NUM_ITEMS, DIM = 4, 6, 3
 
 
-def dense_propagation(x, edges, num_users, num_layers):
-    """LightGCN eq. 3-4 with a dense (U + I) x (U + I) matrix: D^-1/2 A D^-1/2, mean of the
-    layers 0..L."""
+def dense_propagation(x, edges, num_users, num_layers, normalization="sym"):
+    """LightGCN eq. 3-4 with a dense (U + I) x (U + I) matrix: D^-1/2 A D^-1/2 ("sym") or
+    D^-1 (A + I) with D the row sums of A + I ("rw-self-loop"), mean of the layers 0..L."""
     n = x.size(0)
     adj = torch.zeros(n, n, dtype=x.dtype)
     for u, i in edges.t().tolist():
         adj[u, num_users + i] = adj[num_users + i, u] = 1.0
-    deg = adj.sum(1)
-    inv_sqrt = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
-    norm_adj = inv_sqrt[:, None] * adj * inv_sqrt[None, :]
+    if normalization == "rw-self-loop":
+        adj = adj + torch.eye(n, dtype=x.dtype)
+        norm_adj = adj / adj.sum(1, keepdim=True)
+    else:
+        deg = adj.sum(1)
+        inv_sqrt = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+        norm_adj = inv_sqrt[:, None] * adj * inv_sqrt[None, :]
     layers = [x]
     for _ in range(num_layers):
         layers.append(norm_adj @ layers[-1])
@@ -43,6 +48,40 @@ def test_embed_matches_dense_normalised_adjacency(num_layers):
     torch.testing.assert_close(item_out, expected[NUM_USERS:])
     if num_layers > 0:  # an item without interactions keeps only its own layer-0 share
         torch.testing.assert_close(item_out[5], model.item_emb.weight[5] / (num_layers + 1))
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_row_normalised_self_loop_graph_matches_dense_reference(num_layers):
+    model = make(num_layers, normalization="rw-self-loop")
+    x = torch.cat([model.user_emb.weight, model.item_emb.weight])
+    expected = dense_propagation(x, EDGES, NUM_USERS, num_layers, "rw-self-loop")
+    assert not torch.allclose(expected, dense_propagation(x, EDGES, NUM_USERS, num_layers))
+    user_out, item_out = model.embed()
+    torch.testing.assert_close(user_out, expected[:NUM_USERS])
+    torch.testing.assert_close(item_out, expected[NUM_USERS:])
+    # an item without interactions keeps its whole embedding (its row of D^-1 (A + I) is e_i)
+    torch.testing.assert_close(item_out[5], model.item_emb.weight[5])
+    users, pos, neg = torch.tensor([[0, 1, 3], [2, 4, 0], [5, 3, 1]])
+    loss = model.loss(users, pos, neg)["loss"]
+    ranking = bpr_by_hand(user_out[users], item_out[pos], item_out[neg], 0.0, "squared")
+    ego = (model.user_emb.weight[users], model.item_emb.weight[pos], model.item_emb.weight[neg])
+    reg = bpr_by_hand(*ego, 1.0, "squared") - bpr_by_hand(*ego, 0.0, "squared")
+    torch.testing.assert_close(loss, ranking + 1e-4 * reg)
+    assert "graph_weight" in model.state_dict()
+
+
+def test_random_walk_self_loop_weights_is_row_stochastic():
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    edges, weight = random_walk_self_loop_weights(edge_index, 4)
+    dense = torch.zeros(4, 4).index_put_((edges[1], edges[0]), weight, accumulate=True)
+    expected = torch.tensor(
+        [[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]], dtype=torch.float
+    )
+    torch.testing.assert_close(dense, expected / expected.sum(1, keepdim=True))
+    with pytest.raises(ValueError, match=r"edge_index entries must lie in \[0, 2\)"):
+        random_walk_self_loop_weights(edge_index, 2)
+    with pytest.raises(ValueError, match="edge_index must have shape"):
+        random_walk_self_loop_weights(edge_index.t(), 4)
 
 
 def test_zero_layers_is_mf():
@@ -81,7 +120,8 @@ def test_state_dict_and_reset_parameters():
     model.reset_parameters()
     assert not torch.allclose(model.embed()[0], before)
     assert repr(model) == (
-        "LightGCN(4, 6, dim=3, num_layers=2, reg_weight=0.0001, reg_form='squared')"
+        "LightGCN(4, 6, dim=3, num_layers=2, reg_weight=0.0001, reg_form='squared', "
+        "normalization='sym')"
     )
 
 
@@ -100,6 +140,8 @@ def test_bad_arguments():
         LightGCN(NUM_USERS, NUM_ITEMS, EDGES, num_layers=-1)
     with pytest.raises(ValueError, match="reg_form"):
         LightGCN(NUM_USERS, NUM_ITEMS, EDGES, reg_form="l1")
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        LightGCN(NUM_USERS, NUM_ITEMS, EDGES, normalization="rw")
 
 
 @pytest.mark.parametrize("reg_form", ["squared", "norm"])
