@@ -94,11 +94,12 @@ start micro_warm "$OFFICIAL/MICRO/codes" "$PY" main.py "${MICRO_ARGS[@]}"
 start micro_cold "$OFFICIAL/MICRO/codes" "$PY" main.py "${MICRO_ARGS[@]}" --core 0 --lr 1e-5
 
 # --- pyg_multirec, same data, same budget ------------------------------------------------------
-# MICRO with the official code's values where a flag exists (lambda 0.9, L2 1e-5; lr, batch,
-# k, tau, beta, layers are already the same); no lr decay (no flag).
+# MICRO with the official code's values where a flag exists (lambda 0.9, L2 1e-5, its
+# D^-1(A+I) backbone graph, negatives from all items; lr, batch, k, tau, beta, layers are
+# already the same); no lr decay (no flag).
 OURS_ARGS=(train --dataset $DATASET --data-root "$OFFICIAL/data" --device "$DEVICE" --epochs 1000
   --patience 20 --quiet)
-MICRO_OFFICIAL=(--skip-lambda 0.9 --reg-weight 1e-5)
+MICRO_OFFICIAL=(--skip-lambda 0.9 --reg-weight 1e-5 --backbone-norm rw-self-loop --negatives all)
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 case " $JOBS " in  # process the data set once, before five processes race to write its cache
   *" ours_"*) "$PY" -c "from pyg_multirec.datasets import load_dataset as f; f('$DATASET', '$OFFICIAL/data')" \
