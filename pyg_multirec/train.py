@@ -27,6 +27,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from pyg_multirec import distributed
+from pyg_multirec._checks import check_count
 from pyg_multirec.checkpoint import CHECKPOINT_VERSION, TrainingState, rng_state
 from pyg_multirec.distributed import Replicas
 from pyg_multirec.evaluation import evaluate
@@ -271,12 +272,9 @@ def _check_arguments(
     resume: bool,
     checkpoint_path: str | Path | None,
 ) -> None:
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if patience < 0:
-        raise ValueError(f"patience must be >= 0, got {patience}")
+    check_count(epochs, "epochs")
+    check_count(batch_size, "batch_size")
+    check_count(patience, "patience", minimum=0)
     name, _, cut = monitor.partition("@")
     if name not in METRIC_NAMES or not cut.isdigit():
         raise ValueError(f"monitor must look like 'recall@20', got {monitor!r}")

@@ -7,8 +7,8 @@ from torch import Tensor
 from torch.nn import Linear, Module, ReLU, Sequential, Tanh
 from torch.optim import Optimizer
 
+from pyg_multirec._checks import check_count, check_float_tensor, check_min_rows
 from pyg_multirec.distributed import gather_rows
-from pyg_multirec.losses._checks import check_float_tensor, check_min_rows
 from pyg_multirec.losses._club_fit import ClosedFormFit, adam_settings, capacity_for
 from pyg_multirec.losses._cuda_graph import GraphedFit
 
@@ -95,8 +95,7 @@ class CLUBEstimator(Module):
             ("y_dim", y_dim),
             ("hidden_channels", hidden_channels),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"'{name}' must be a positive integer (got {value!r})")
+            check_count(value, f"'{name}'")
         self.x_dim = x_dim
         self.y_dim = y_dim
         self.hidden_channels = hidden_channels
@@ -192,8 +191,7 @@ class CLUBEstimator(Module):
             optimizer (torch.optim.Optimizer): Optimizer over this estimator's parameters.
             steps (int, optional): Number of optimizer steps. (default: :obj:`1`)
         """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"'steps' must be a positive integer (got {steps!r})")
+        check_count(steps, "'steps'")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"'optimizer' must be a torch.optim.Optimizer (got {type(optimizer).__name__})"
@@ -286,8 +284,7 @@ class FittedCLUB(Module):
         cuda_graph: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"'steps' must be a positive integer (got {steps!r})")
+        check_count(steps, "'steps'")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"'lr' must be > 0 (got {lr!r})")
         self.steps = steps
