@@ -24,10 +24,8 @@ generic halves, CLUB on 32-d linear maps of the halves, one estimator shared by 
 modalities and fitted by its own Adam (same learning rate as the model) for 50 steps per
 training batch.
 
-Cost of the CLUB inner loop: ``--club-steps`` forward/backward passes of two small MLPs
-(``32 -> 8 -> 32``) on the ``M * B_items x 32`` detached samples per training batch (about
-two thirds of a training step on ml100k, CPU, at 50 steps); ``--club-steps 1`` or
-``--distance l2`` (appendix A.4) remove most of it, as in the paper's Table 5.
+Cost: the CLUB estimator's ``--club-steps`` inner steps per batch run as one closed-form
+loop (SEA-a about 1.1-1.5x SEA-b per CPU epoch, ``benchmarks/README.md``).
 
 Deviations from the official code (each is a flag or documented here): the auxiliary losses
 use the distinct items of the batch instead of all items (the official SoloSim builds an
@@ -101,12 +99,8 @@ GRAPH_WEIGHT_CHOICES = ("learnable", "fixed")
 # + negative L2), leaving SEA_b = SoloSim + negative L2. Table 5's costs agree: a and c (CLUB,
 # "a large increase in resource consumption") share 3.42 GB and 16-19 s/epoch on Baby, b and d
 # 2.54 GB and 4-5 s; within each pair the InfoNCE variant (c, d) is the slower one.
-VARIANTS = {
-    "a": ("solosim", "club"),
-    "b": ("solosim", "l2"),
-    "c": ("infonce", "club"),
-    "d": ("infonce", "l2"),
-}
+VARIANTS = {"a": ("solosim", "club"), "b": ("solosim", "l2"),
+            "c": ("infonce", "club"), "d": ("infonce", "l2")}  # fmt: skip
 
 
 def resolve_components(
