@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -151,7 +152,8 @@ def run_graph(name: str, x: torch.Tensor, args: argparse.Namespace) -> dict[str,
     bounds = torch.searchsorted(targets, torch.stack([sample, sample + 1]))
     found = [set(sources[a:b].tolist()) for a, b in bounds.t().tolist()]
     entry: dict[str, Any] = {
-        "workload": "graph", "size": name, "num_items": num, "dim": x.size(1), "k": K,
+        "workload": "graph", "size": name, "ef_search": config.ef_search, "num_items": num,
+        "dim": x.size(1), "k": K,
         "index": {k: v for k, v in vars(config).items()},
         "build_s": build_s, "build_cpu_s": build_cpu_s, "num_edges": edge_index.size(1),
         "baseline_bytes": memory.baseline_bytes, "peak_extra_bytes": memory.peak_extra_bytes,
@@ -170,41 +172,51 @@ def run_graph(name: str, x: torch.Tensor, args: argparse.Namespace) -> dict[str,
         entry["exact_build_s"] = exact_sample_s * num / sample.numel()
         entry["exact_build_method"] = (f"extrapolated: exact search of {sample.numel()} "
                                        f"sample items x {num} / {sample.numel()}")
+    entry["load_average_1m"] = os.getloadavg()[0]  # the machine is shared
     entry["meets_recall_target"] = entry["recall_at_10"] >= RECALL_TARGET
     entry["meets_memory_target"] = process_peak <= MEMORY_TARGET_BYTES
     return entry
 
 
 def run_serve(name: str, num_users: int, num_items: int, timed_users: int,
-              args: argparse.Namespace) -> dict[str, Any]:
+              args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One index and one exact ranking; one entry per ``--ef-search`` value."""
     items = low_rank(num_items, EMBEDDING_DIM, EMBEDDING_LATENT, FEATURE_NOISE, args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
     items *= torch.exp(NORM_SIGMA * torch.randn(num_items, 1, generator=gen))
     users = low_rank(timed_users, EMBEDDING_DIM, EMBEDDING_LATENT, FEATURE_NOISE,
                      args.seed + 2)
     config = FaissANN()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     index = build_index(items, config)
-    build_s = time.perf_counter() - start
+    build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     exact = torch.empty(timed_users, K, dtype=torch.long)
     with torch.no_grad():
         for s in range(0, timed_users, USER_BATCH):
             exact[s:s + USER_BATCH] = (users[s:s + USER_BATCH] @ items.t()).topk(K).indices
-    exact_s = time.perf_counter() - start
-    start = time.perf_counter()
-    _, found = search_index(index, users, K, config)
-    ann_s = time.perf_counter() - start
-    found_sets = [set(row.tolist()) for row in found]
-    return {
-        "workload": "serve", "size": name, "num_users": num_users or timed_users,
-        "timed_users": timed_users, "num_items": num_items, "dim": EMBEDDING_DIM, "k": K,
-        "index": {k: v for k, v in vars(config).items()}, "index_build_s": build_s,
-        "exact_s": exact_s, "ann_s": ann_s,
-        "exact_users_per_s": timed_users / exact_s, "ann_users_per_s": timed_users / ann_s,
-        "speedup": exact_s / ann_s, "recall_at_10": recall_at_k(found_sets, exact),
-    }
+    exact_s, exact_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    entries = []
+    for ef_search in args.ef_search:
+        search_config = FaissANN(ef_search=ef_search)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        _, found = search_index(index, users, K, search_config)
+        ann_s, ann_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        found_sets = [set(row.tolist()) for row in found]
+        entries.append({
+            "workload": "serve", "size": name, "ef_search": ef_search,
+            "num_users": num_users or timed_users, "timed_users": timed_users,
+            "num_items": num_items, "dim": EMBEDDING_DIM, "k": K,
+            "index": {k: v for k, v in vars(search_config).items()},
+            "index_build_s": build_s, "index_build_cpu_s": build_cpu_s, "exact_s": exact_s,
+            "ann_s": ann_s, "exact_cpu_s": exact_cpu_s, "ann_cpu_s": ann_cpu_s,
+            "load_average_1m": os.getloadavg()[0],
+            "exact_users_per_s": timed_users / exact_s,
+            "ann_users_per_s": timed_users / ann_s,
+            "speedup": exact_s / ann_s, "recall_at_10": recall_at_k(found_sets, exact),
+        })
+    return entries
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -213,20 +225,23 @@ def _table(results: list[dict[str, Any]]) -> str:
     text = []
     if graph:
         text.append(markdown_table(
-            ["items", "dim", "FAISS build (s)", "exact build (s)", "exact how",
+            ["items", "dim", "FAISS build (s)", "FAISS build CPU (s)", "exact build (s)",
+             "exact how",
              "peak extra (GB)", "process peak RSS (GB)", "recall@10", "sample",
              "recall >= 0.95", "RSS <= 4 GiB"],
-            [[e["num_items"], e["dim"], e["build_s"], e["exact_build_s"],
+            [[e["num_items"], e["dim"], e["build_s"], e.get("build_cpu_s", "-"),
+              e["exact_build_s"],
               e["exact_build_method"].split(":")[0], e["peak_extra_bytes"] / GB,
-              e["process_peak_rss_bytes"] / GB, e["recall_at_10"], e["sample"],
+              f"{e['process_peak_rss_bytes'] / GB:.3f}", f"{e['recall_at_10']:.4f}", e["sample"],
               e["meets_recall_target"], e["meets_memory_target"]] for e in graph]))
     if serve:
         text.append(markdown_table(
-            ["users", "items", "timed users", "index build (s)", "exact users/s",
-             "ANN users/s", "speed-up", "recall@10 vs exact"],
-            [[e["num_users"], e["num_items"], e["timed_users"], e["index_build_s"],
+            ["users", "items", "efSearch", "timed users", "index build (s)", "exact users/s",
+             "ANN users/s", "speed-up", "CPU-time speed-up", "recall@10 vs exact"],
+            [[e["num_users"], e["num_items"], e.get("ef_search", "-"), e["timed_users"],
+              e["index_build_s"],
               e["exact_users_per_s"], e["ann_users_per_s"], e["speedup"],
-              e["recall_at_10"]] for e in serve]))
+              e["exact_cpu_s"] / e["ann_cpu_s"], f"{e['recall_at_10']:.4f}"] for e in serve]))
     return "\n\n".join(text)
 
 
@@ -241,6 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="graph: items whose exact neighbours are computed for recall")
     parser.add_argument("--serve-users", type=int, default=DEFAULT_SERVE_USERS,
                         help="serve at 1m: users timed")
+    parser.add_argument("--ef-search", type=lambda t: [int(v) for v in t.split(",")],
+                        default=[64], help="serve: comma-separated HNSW efSearch values, "
+                        "each searched on the same index (default 64)")
     parser.add_argument("--exact-full-max", type=int, default=DEFAULT_EXACT_FULL_MAX,
                         help="graph: time the full exact build up to this many items")
     parser.add_argument("--real-features", type=Path, default=None,
@@ -283,13 +301,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 users, items = SERVE_SIZES[name]
                 cases.append((name, users, items, users or args.serve_users))
         for name, users, items, timed in cases:
-            entry = run_serve(name, users, items, timed, args)
-            print(f"serve {name}: ANN {entry['ann_users_per_s']:,.0f} users/s, exact "
-                  f"{entry['exact_users_per_s']:,.0f} users/s, recall@10 "
-                  f"{entry['recall_at_10']:.4f}", flush=True)
-            results.append(entry)
+            for entry in run_serve(name, users, items, timed, args):
+                print(f"serve {name} efSearch {entry['ef_search']}: ANN "
+                      f"{entry['ann_users_per_s']:,.0f} users/s, exact "
+                      f"{entry['exact_users_per_s']:,.0f} users/s, recall@10 "
+                      f"{entry['recall_at_10']:.4f}", flush=True)
+                results.append(entry)
     if args.merge and out.is_file():
-        results = merge_results(out, results, ("workload", "size"))
+        results = merge_results(out, results, ("workload", "size", "ef_search"))
     payload = {**payload_header(SCRIPT, device, args.quick), "seed": args.seed,
                "recall_target": RECALL_TARGET, "memory_target_bytes": MEMORY_TARGET_BYTES,
                "results": results}

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -211,7 +212,7 @@ def run_case(model_name: str, size: str, num_items: int, device: torch.device,
         "epoch_s_method": f"extrapolated from {len(times)} steps",
         "peak_extra_bytes": memory.peak_extra_bytes, "baseline_bytes": memory.baseline_bytes,
         "process_peak_rss_bytes": peak_rss_bytes(), "peak_reset": memory.peak_was_reset,
-        "device": device.type,
+        "device": device.type, "load_average_1m": os.getloadavg()[0],
     }
 
 
