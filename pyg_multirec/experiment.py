@@ -303,7 +303,7 @@ def run_example(
             print(f"test: {_format_metrics(metrics)}")
             return metrics
         if args.command == "export":
-            return export_command(name, model, config, args)
+            return export_command(name, model, data, config, args)
         if args.index is not None:
             items = recommend_command(args, data)
         else:

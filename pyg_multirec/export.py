@@ -244,18 +244,16 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def export_command(name: str, model: Recommender, config: argparse.Namespace,
-                   args: argparse.Namespace) -> dict[str, Any]:
+def export_command(name: str, model: Recommender, data: HeteroData,
+                   config: argparse.Namespace, args: argparse.Namespace) -> dict[str, Any]:
     """``export``: embeddings of a restored checkpoint (original ids from the dataset's
     MMRec mapping files when present)."""
     ids: dict[str, Optional[np.ndarray]] = {"user": None, "item": None}
     id_source = "internal"
     if config.dataset != "synthetic":
         folder = Path(config.data_root) / config.dataset
-        with torch.no_grad():
-            counts = [e.size(0) for e in model.embed()]
-        for node_type, count in zip(("user", "item"), counts):
-            ids[node_type] = read_id_mapping(folder, node_type, count)
+        for node_type in ids:
+            ids[node_type] = read_id_mapping(folder, node_type, data[node_type].num_nodes)
         if ids["user"] is not None or ids["item"] is not None:
             id_source = "MMRec id mapping files (internal ids where missing)"
     checkpoint = Path(args.checkpoint)

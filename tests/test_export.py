@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_multirec import export
+from pyg_multirec import ann, export
 from pyg_multirec.experiment import run_example
 from tests.helpers import SMALL_SYNTHETIC_ARGS
 
@@ -130,6 +130,15 @@ def test_index_built_for_other_embeddings_is_refused(checkpoint, tmp_path, capsy
         export.recommend_from_index(out, data, user)
     np.save(item_file, items)
     assert len(export.recommend_from_index(out, data, user)) == 10
+    with pytest.raises(ValueError, match=f"was built for {len(items)} item embeddings"):
+        ann.load_index(out / "items.faiss", torch.from_numpy(items[:-1]))  # other count
+    faiss = pytest.importorskip("faiss")
+    other_index = faiss.IndexFlatIP(items.shape[1])
+    other_index.add(items[:5])
+    faiss.write_index(other_index, str(tmp_path / "other.faiss"))
+    (tmp_path / "other.faiss.json").write_text((out / "items.faiss.json").read_text())
+    with pytest.raises(ValueError, match="holds 5 vectors .* but its metadata"):
+        ann.load_index(tmp_path / "other.faiss")
     # another checkpoint, through the command line: one clear message, exit code 2
     other = tmp_path / "other.pt"
     other.write_bytes(checkpoint.read_bytes() + b"\0")
