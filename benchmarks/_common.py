@@ -61,18 +61,28 @@ MIB = 1024 * 1024
 LARGE_NUMBER = 1000  # floats from here on are printed as integers with separators
 
 
-def load_example(name: str) -> ModuleType:
-    """The script ``examples/{name}.py`` imported as the module ``name``, once per process
-    (the examples are scripts, not a package)."""
+def _load_script(path: Path, name: str) -> ModuleType:
+    """The script at ``path`` imported as the module ``name``, once per process."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the example {EXAMPLES_DIR / f'{name}.py'}")
+        raise ImportError(f"cannot load the script {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # registered first: dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_example(name: str) -> ModuleType:
+    """The script ``examples/{name}.py`` as the module ``name`` (the examples are scripts,
+    not a package)."""
+    return _load_script(EXAMPLES_DIR / f"{name}.py", name)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/{name}.py`` as the module ``name`` (e.g. ``models``)."""
+    return _load_script(Path(__file__).resolve().parent / f"{name}.py", name)
 
 
 @dataclass(frozen=True)

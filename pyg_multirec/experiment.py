@@ -1,5 +1,6 @@
 """The command line shared by every example script: ``train``, ``evaluate``, ``recommend``,
-``tune`` (hyper-parameter search, :mod:`pyg_multirec.tune`).
+``tune`` (hyper-parameter search, :mod:`pyg_multirec.tune`), ``export`` (embeddings with
+original ids and a FAISS index; :mod:`pyg_multirec.export`).
 
 An example defines its model and calls :func:`run_example`; arguments, data loading,
 checkpoints and output live here once::
@@ -30,11 +31,17 @@ from torch_geometric.data import HeteroData
 from pyg_multirec import distributed
 from pyg_multirec.datasets import cold_start_split, load_dataset
 from pyg_multirec.evaluation import evaluate
+from pyg_multirec.export import (
+    add_export_parser,
+    add_index_argument,
+    export_command,
+    recommend_command,
+)
 from pyg_multirec.models import Recommender
 from pyg_multirec.train import TrainResult, resolve_device, seed_everything, train
 from pyg_multirec.tune import add_tune_arguments, run_tune
 
-SUBCOMMANDS = ("train", "evaluate", "recommend", "tune")
+SUBCOMMANDS = ("train", "evaluate", "recommend", "tune", "export")
 DATA_ENV = "PYG_MULTIREC_DATA"
 REPORTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 NEGATIVES = ("all", "warm")
@@ -148,6 +155,8 @@ def build_parser(
     rec_p.add_argument("--user", type=int, required=True, help="user id (0-based, as in the data)")
     rec_p.add_argument("--k", type=int, default=10)
     rec_p.add_argument("--data-root", default=None, help="override the data root it was trained on")
+    add_index_argument(rec_p)
+    add_export_parser(sub)
     return parser
 
 
@@ -336,7 +345,12 @@ def run_example(
             metrics = evaluate(model, data, "test", mask_valid=config.mask_valid)
             print(f"test: {_format_metrics(metrics)}")
             return metrics
-        items = recommend(model, data, args.user, args.k)
+        if args.command == "export":
+            return export_command(name, model, data, config, args)
+        if args.index is not None:
+            items = recommend_command(args, data)
+        else:
+            items = recommend(model, data, args.user, args.k)
         titles = _read_titles(config)
         for rank, item in enumerate(items, 1):
             print(f"{rank:3d}  {item}" + (f"  {titles[item]}" if item in titles else ""))

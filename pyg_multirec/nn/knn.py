@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch_geometric.utils import coalesce
 
 from pyg_multirec._checks import check_count, check_int, check_tensor, value_checks_enabled
+
+if TYPE_CHECKING:
+    from pyg_multirec.ann import Backend
 
 DEFAULT_BLOCK_SIZE = 1024
 # Lower bound on feature norms (as in F.normalize): an all-zero feature row gets cosine 0 to
@@ -73,11 +77,24 @@ def _blockwise_topk(
     return values, index
 
 
+def _topk(
+    x: Tensor, k: int, block_size: int, self_loops: bool, backend: Backend
+) -> tuple[Tensor, Tensor]:
+    """Exact blockwise top-k, or the FAISS selection with exact cosines (``backend``)."""
+    from pyg_multirec.ann import approximate_topk_cosine, resolve_backend
+
+    ann = resolve_backend(backend)
+    if ann is None:
+        return _blockwise_topk(x, k, block_size, self_loops)
+    return approximate_topk_cosine(x, k, block_size, self_loops, ann)
+
+
 def topk_cosine_neighbors(
     x: Tensor,
     k: int,
     block_size: int = DEFAULT_BLOCK_SIZE,
     self_loops: bool = True,
+    backend: Backend = "exact",
 ) -> Tensor:
     r"""Indices of the :math:`k` most cosine-similar rows of :obj:`x` for every row
     (MICRO eq. 1-2), computed without gradient, ``block_size`` rows at a time so that the
@@ -92,6 +109,11 @@ def topk_cosine_neighbors(
         self_loops (bool, optional): If :obj:`True`, an item may be its own neighbour (it
             is its own nearest one, cosine 1, as in the LATTICE/MICRO code).
             (default: :obj:`True`)
+        backend (str or FaissANN, optional): ``'exact'`` (blockwise, :math:`O(N^2 F)`) or
+            ``'faiss'`` / a :class:`~pyg_multirec.ann.FaissANN` (approximate neighbours from
+            a FAISS inner-product index over the normalised rows, for large :math:`N`; the
+            cosines of the selected pairs are exact). Needs ``pip install faiss-cpu``.
+            (default: :obj:`'exact'`)
 
     Returns:
         torch.Tensor: Long tensor :math:`(N, k)`; row :math:`i` lists its neighbours,
@@ -100,7 +122,7 @@ def topk_cosine_neighbors(
     _check_features(x)
     _check_k(k, x.size(0), self_loops)
     _check_block_size(block_size)
-    return _blockwise_topk(x.detach(), k, block_size, self_loops)[1]
+    return _topk(x.detach(), k, block_size, self_loops, backend)[1]
 
 
 def normalize_knn_weights(weight: Tensor, neighbors: Tensor) -> Tensor:
@@ -149,6 +171,7 @@ def knn_item_graph(
     weighted: bool = True,
     normalize: bool = True,
     self_loops: bool = True,
+    backend: Backend = "exact",
 ) -> tuple[Tensor, Tensor]:
     r"""The normalised kNN item-item graph of one modality, from `"Latent Structure Mining
     with Contrastive Modality Fusion for Multimedia Recommendation"
@@ -190,6 +213,11 @@ def knn_item_graph(
         normalize (bool, optional): Apply eq. 3. (default: :obj:`True`)
         self_loops (bool, optional): Allow an item among its own neighbours.
             (default: :obj:`True`)
+        backend (str or FaissANN, optional): ``'exact'`` (blockwise, :math:`O(N^2 F)`) or
+            ``'faiss'`` / a :class:`~pyg_multirec.ann.FaissANN` (approximate neighbours from
+            a FAISS inner-product index over the normalised rows, for large :math:`N`; the
+            cosines of the selected pairs are exact). Needs ``pip install faiss-cpu``.
+            (default: :obj:`'exact'`)
 
     Returns:
         (torch.Tensor, torch.Tensor): Coalesced ``edge_index`` :math:`(2, |\mathcal{E}|)`
@@ -198,7 +226,7 @@ def knn_item_graph(
     _check_features(x)
     _check_k(k, x.size(0), self_loops)
     _check_block_size(block_size)
-    similarity, neighbors = _blockwise_topk(x.detach(), k, block_size, self_loops)
+    similarity, neighbors = _topk(x.detach(), k, block_size, self_loops, backend)
     weight = similarity if weighted else torch.ones_like(similarity)
     if suppress_negative:
         weight = torch.where(similarity > 0, weight, torch.zeros_like(weight))

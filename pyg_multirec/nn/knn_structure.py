@@ -11,6 +11,7 @@ from torch.nn import Linear, Module
 from torch_geometric.utils import coalesce
 
 from pyg_multirec._checks import check_count
+from pyg_multirec.ann import Backend, resolve_backend
 from pyg_multirec.nn.knn import (
     COSINE_EPS,
     DEFAULT_BLOCK_SIZE,
@@ -70,6 +71,11 @@ class KNNStructureLayer(Module):
             selecting neighbours. (default: :obj:`1024`)
         suppress_negative (bool, optional): Set negative similarities to zero as in the
             paper (eq. 2 text); the official code does not. (default: :obj:`True`)
+        backend (str or FaissANN, optional): How neighbours are selected, for both graphs:
+            ``'exact'`` (blockwise) or ``'faiss'`` / a :class:`~pyg_multirec.ann.FaissANN`
+            (approximate, for large catalogues; needs ``pip install faiss-cpu``). Only the
+            selection is approximate: the learned edge weights of the selected pairs stay
+            exact and differentiable. (default: :obj:`'exact'`)
 
     Shapes:
         - **input:** raw modality features :math:`(N, d_m)`
@@ -87,6 +93,7 @@ class KNNStructureLayer(Module):
         rebuild_every: int = 1,
         block_size: int = DEFAULT_BLOCK_SIZE,
         suppress_negative: bool = True,
+        backend: Backend = "exact",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -101,6 +108,8 @@ class KNNStructureLayer(Module):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
         _check_block_size(block_size)
+        resolve_backend(backend)  # fails early on an unknown backend
+        self.backend = backend
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.k = k
@@ -134,7 +143,8 @@ class KNNStructureLayer(Module):
         if self.init_edge_index is None:
             self.num_items = x.size(0)
             self.init_edge_index, self.init_edge_weight = knn_item_graph(
-                x, self.k, self.block_size, suppress_negative=self.suppress_negative
+                x, self.k, self.block_size, suppress_negative=self.suppress_negative,
+                backend=self.backend,
             )
         return self.init_edge_index, self.init_edge_weight
 
@@ -150,7 +160,9 @@ class KNNStructureLayer(Module):
             or self.learned_neighbors is None
             or self._calls_since_rebuild >= self.rebuild_every
         ):
-            self.learned_neighbors = topk_cosine_neighbors(h, self.k, self.block_size)
+            self.learned_neighbors = topk_cosine_neighbors(
+                h, self.k, self.block_size, backend=self.backend
+            )
             self._calls_since_rebuild = 0
         self._calls_since_rebuild += 1
         neighbors = self.learned_neighbors
