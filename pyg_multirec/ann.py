@@ -185,6 +185,8 @@ def search_index(
     base = faiss.downcast_index(index)
     if isinstance(base, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=max(config.ef_search, k))
+    elif isinstance(base, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=min(config.nprobe, base.nlist))
     num = queries.size(0)
     scores = torch.empty(num, k, dtype=torch.float32)
     ids = torch.empty(num, k, dtype=torch.long)
