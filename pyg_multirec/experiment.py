@@ -187,6 +187,33 @@ def _format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in REPORTED_METRICS if k in metrics)
 
 
+def train_with_args(
+    model: Recommender, data: HeteroData, args: argparse.Namespace, **kwargs: Any
+) -> TrainResult:
+    """Calls :func:`~pyg_multirec.train.train` with the shared harness flags in ``args``.
+
+    The one place where those flags become training options, for the ``train`` and
+    ``tune`` sub-commands alike; ``kwargs`` (e.g. ``evaluate_test=False``) pass on to
+    :func:`~pyg_multirec.train.train`.
+    """
+    return train(
+        model,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        eval_batch_size=args.eval_batch_size,
+        mask_valid_at_test=args.mask_valid,
+        seed=args.seed,
+        device=args.device,
+        max_train_batches=args.max_batches,
+        negative_items=warm_items(data) if args.negatives == "warm" else None,
+        **kwargs,
+    )
+
+
 def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> TrainResult:
     # Under torchrun (see docs/distributed.md) every process trains; rank 0 alone processes
     # raw data files first, writes the outputs and prints.
@@ -199,24 +226,14 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
     out = Path(args.out or f"runs/{name}-{args.dataset}-s{args.seed}")
     if replicas.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    result = train(
+    result = train_with_args(
         model,
         data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        patience=args.patience,
-        eval_batch_size=args.eval_batch_size,
-        mask_valid_at_test=args.mask_valid,
-        seed=args.seed,
-        device=args.device,
+        args,
         history_path=out / "history.json",
         checkpoint_path=out / LAST_CHECKPOINT,
         resume=args.resume,
         progress=not args.quiet,
-        max_train_batches=args.max_batches,
-        negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
     if replicas.is_main:
         _write_outputs(name, model, result, args, out)
