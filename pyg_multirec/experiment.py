@@ -130,21 +130,19 @@ def build_parser(
         description=f"Train, evaluate or query the {name} model (default sub-command: train).",
     )
     sub = parser.add_subparsers(dest="command")
-    train_p = sub.add_parser("train", help="train with early stopping and report test metrics")
-    _add_data_arguments(train_p)
-    _add_train_arguments(train_p)
-    if add_arguments is not None:
-        add_arguments(train_p.add_argument_group(f"{name} hyper-parameters"))
-    if defaults:
-        train_p.set_defaults(**defaults)
-    tune_p = sub.add_parser("tune", help="search hyper-parameters on the validation split")
-    _add_data_arguments(tune_p)
-    _add_train_arguments(tune_p)
-    if add_arguments is not None:
-        add_arguments(tune_p.add_argument_group(f"{name} hyper-parameters"))
-    if defaults:
-        tune_p.set_defaults(**defaults)
-    add_tune_arguments(tune_p)
+    for command, summary in (
+        ("train", "train with early stopping and report test metrics"),
+        ("tune", "search hyper-parameters on the validation split"),
+    ):
+        sub_p = sub.add_parser(command, help=summary)
+        _add_data_arguments(sub_p)
+        _add_train_arguments(sub_p)
+        if add_arguments is not None:
+            add_arguments(sub_p.add_argument_group(f"{name} hyper-parameters"))
+        if defaults:
+            sub_p.set_defaults(**defaults)
+        if command == "tune":
+            add_tune_arguments(sub_p)
     eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
     eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
     eval_p.add_argument(
