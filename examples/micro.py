@@ -199,8 +199,7 @@ class MICRO(Recommender):
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         user_out, item_out, modal, fused = self._outputs()
         u = user_out[users]
-        pos = (u * item_out[pos_items]).sum(-1)  # eq. 14
-        neg = (u * item_out[neg_items]).sum(-1)
+        pos, neg = self._pair_scores(u, item_out[pos_items], item_out[neg_items])  # eq. 14
         net = self.backbone
         ego = (net.user_emb(users), net.item_emb(pos_items), net.item_emb(neg_items))
         bpr = self.bpr(pos, neg, *ego)  # eq. 15

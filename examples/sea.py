@@ -442,9 +442,7 @@ class SEA(Recommender):
         separated = self.separated()
         inputs = self.item_inputs(separated)
         user_out, item_out = self.propagate(inputs)  # once per call
-        u = user_out[users]
-        pos = (u * item_out[pos_items]).sum(-1)
-        neg = (u * item_out[neg_items]).sum(-1)
+        pos, neg = self._pair_scores(user_out[users], item_out[pos_items], item_out[neg_items])
         ego = ()
         if self.bpr.reg_weight > 0:
             ego = (

@@ -18,7 +18,6 @@ from torch.nn import Linear, ModuleList, Parameter
 from torch_geometric.data import HeteroData
 
 from pyg_multirec.experiment import run_example
-from pyg_multirec.losses import BPRLoss
 from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import Recommender
 from pyg_multirec.nn import SeparateLearning
@@ -100,14 +99,11 @@ class VBPR(Recommender):
                 Linear(d, c) for d, c in zip(self.feature_dims, sea.in_channels)
             )
             content_dim = sum(sea.in_channels)
-        self.user_emb = torch.nn.Embedding(num_users, dim + content_dim)
-        self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
+        self._add_id_embeddings(num_users, num_items, dim + content_dim, dim, reg_weight, reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        torch.nn.init.xavier_uniform_(self.user_emb.weight)
-        torch.nn.init.xavier_uniform_(self.item_emb.weight)
+        self._reset_id_embeddings()
         for lin in [self.content] if self.content is not None else self.projections:
             torch.nn.init.xavier_normal_(lin.weight)  # MMRec's initialisation of linear layers
             torch.nn.init.zeros_(lin.bias)
@@ -135,7 +131,7 @@ class VBPR(Recommender):
         item_vectors, projections = self._items(items)
         pos_e, neg_e = item_vectors[inverse].split(pos_items.numel())
         u = self.user_emb(users)
-        bpr = self.bpr((u * pos_e).sum(-1), (u * neg_e).sum(-1), u, pos_e, neg_e)
+        bpr = self.bpr(*self._pair_scores(u, pos_e, neg_e), u, pos_e, neg_e)
         if self.sea is None:
             return {"loss": bpr, "bpr": bpr}
         terms = self.sea(projections)  # SEA eq. 14-16 on the batch's distinct items

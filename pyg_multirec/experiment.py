@@ -130,21 +130,19 @@ def build_parser(
         description=f"Train, evaluate or query the {name} model (default sub-command: train).",
     )
     sub = parser.add_subparsers(dest="command")
-    train_p = sub.add_parser("train", help="train with early stopping and report test metrics")
-    _add_data_arguments(train_p)
-    _add_train_arguments(train_p)
-    if add_arguments is not None:
-        add_arguments(train_p.add_argument_group(f"{name} hyper-parameters"))
-    if defaults:
-        train_p.set_defaults(**defaults)
-    tune_p = sub.add_parser("tune", help="search hyper-parameters on the validation split")
-    _add_data_arguments(tune_p)
-    _add_train_arguments(tune_p)
-    if add_arguments is not None:
-        add_arguments(tune_p.add_argument_group(f"{name} hyper-parameters"))
-    if defaults:
-        tune_p.set_defaults(**defaults)
-    add_tune_arguments(tune_p)
+    for command, summary in (
+        ("train", "train with early stopping and report test metrics"),
+        ("tune", "search hyper-parameters on the validation split"),
+    ):
+        sub_p = sub.add_parser(command, help=summary)
+        _add_data_arguments(sub_p)
+        _add_train_arguments(sub_p)
+        if add_arguments is not None:
+            add_arguments(sub_p.add_argument_group(f"{name} hyper-parameters"))
+        if defaults:
+            sub_p.set_defaults(**defaults)
+        if command == "tune":
+            add_tune_arguments(sub_p)
     eval_p = sub.add_parser("evaluate", help="recompute the test metrics of a checkpoint")
     eval_p.add_argument("--checkpoint", required=True, help="a best.pt written by train")
     eval_p.add_argument(
@@ -187,6 +185,33 @@ def _format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in REPORTED_METRICS if k in metrics)
 
 
+def train_with_args(
+    model: Recommender, data: HeteroData, args: argparse.Namespace, **kwargs: Any
+) -> TrainResult:
+    """Calls :func:`~pyg_multirec.train.train` with the shared harness flags in ``args``.
+
+    The one place where those flags become training options, for the ``train`` and
+    ``tune`` sub-commands alike; ``kwargs`` (e.g. ``evaluate_test=False``) pass on to
+    :func:`~pyg_multirec.train.train`.
+    """
+    return train(
+        model,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        eval_batch_size=args.eval_batch_size,
+        mask_valid_at_test=args.mask_valid,
+        seed=args.seed,
+        device=args.device,
+        max_train_batches=args.max_batches,
+        negative_items=warm_items(data) if args.negatives == "warm" else None,
+        **kwargs,
+    )
+
+
 def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> TrainResult:
     # Under torchrun (see docs/distributed.md) every process trains; rank 0 alone processes
     # raw data files first, writes the outputs and prints.
@@ -199,24 +224,14 @@ def _train(name: str, build_model: BuildModel, args: argparse.Namespace) -> Trai
     out = Path(args.out or f"runs/{name}-{args.dataset}-s{args.seed}")
     if replicas.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    result = train(
+    result = train_with_args(
         model,
         data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        patience=args.patience,
-        eval_batch_size=args.eval_batch_size,
-        mask_valid_at_test=args.mask_valid,
-        seed=args.seed,
-        device=args.device,
+        args,
         history_path=out / "history.json",
         checkpoint_path=out / LAST_CHECKPOINT,
         resume=args.resume,
         progress=not args.quiet,
-        max_train_batches=args.max_batches,
-        negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
     if replicas.is_main:
         _write_outputs(name, model, result, args, out)

@@ -51,7 +51,7 @@ from typing import Any, Union
 
 import torch
 
-from pyg_multirec.train import TrainResult, seed_everything, train
+from pyg_multirec.train import TrainResult, seed_everything
 
 #: The validation metric that trials maximise and the pruner watches, every epoch.
 MONITOR = "recall@20"
@@ -396,27 +396,18 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Trains one configuration for model selection: validation only, no files."""
-    from pyg_multirec.experiment import warm_items  # experiment imports this module
+    from pyg_multirec.experiment import train_with_args  # experiment imports this module
     data = _load_data(ctx, args)
     seed_everything(args.seed)
     model = ctx.build_model(data, args)
-    return train(
+    return train_with_args(
         model,
         data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        patience=args.patience,
+        args,
         monitor=MONITOR,
-        eval_batch_size=args.eval_batch_size,
-        seed=args.seed,
-        device=args.device,
         progress=False,
-        max_train_batches=args.max_batches,
         on_epoch_end=on_epoch_end,
         evaluate_test=False,  # selection uses the validation split only
-        negative_items=warm_items(data) if args.negatives == "warm" else None,
     )
 
 

@@ -30,6 +30,14 @@ HALF = 0.5
 EXP_RANGE_MARGIN = 8.0
 
 
+def _paired_cosine_logits(x1: Tensor, x2: Tensor, temperature: float) -> Tensor:
+    r"""Checks two paired views :math:`(B, F)`, :math:`B \geq 2`, and returns the
+    :math:`(B, B)` cosine similarities of their rows divided by ``temperature``."""
+    check_paired(x1, x2, "x1", "x2", min_rows=2)
+    z1, z2 = F.normalize(x1, dim=-1), F.normalize(x2, dim=-1)
+    return z1 @ z2.t() / temperature
+
+
 class InfoNCELoss(Module):
     r"""The InfoNCE loss of the `"Representation Learning with Contrastive
     Predictive Coding" <https://arxiv.org/abs/1807.03748>`_ paper between two
@@ -74,9 +82,7 @@ class InfoNCELoss(Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
-        check_paired(x1, x2, "x1", "x2", min_rows=2)
-        z1, z2 = F.normalize(x1, dim=-1), F.normalize(x2, dim=-1)
-        logits = z1 @ z2.t() / self.temperature
+        logits = _paired_cosine_logits(x1, x2, self.temperature)
         positive = logits.diagonal()
         out = logits.logsumexp(dim=1) - positive
         if self.symmetric:

@@ -1,13 +1,8 @@
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module
 
-from pyg_multirec._checks import (
-    check_paired,
-    check_reduction,
-    check_temperature,
-    reduce,
-)
+from pyg_multirec._checks import check_reduction, check_temperature, reduce
+from pyg_multirec.losses.infonce import _paired_cosine_logits
 
 DEFAULT_TEMPERATURE = 0.2  # SEA's official model config
 
@@ -51,9 +46,7 @@ class SoloSimLoss(Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
-        check_paired(x1, x2, "x1", "x2", min_rows=2)
-        z1, z2 = F.normalize(x1, dim=-1), F.normalize(x2, dim=-1)
-        logits = z1 @ z2.t() / self.temperature
+        logits = _paired_cosine_logits(x1, x2, self.temperature)
         out = logits.logsumexp(dim=-1) - logits.diagonal()  # SEA eq. 16
         return reduce(out, self.reduction)
 

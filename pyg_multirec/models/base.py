@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn import Module, Parameter
 
 from pyg_multirec._checks import is_int
+from pyg_multirec.losses import BPRLoss
 
 
 class Recommender(Module):
@@ -56,6 +58,31 @@ class Recommender(Module):
         Returns a dictionary with the total under ``'loss'``; further entries are logged.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def _add_id_embeddings(
+        self,
+        num_users: int,
+        num_items: int,
+        user_dim: int,
+        item_dim: int,
+        reg_weight: float,
+        reg_form: str,
+    ) -> None:
+        """Adds the ID tables ``user_emb`` :math:`(U, D_u)`, ``item_emb`` :math:`(I, D_i)`
+        and the loss ``bpr`` (:class:`~pyg_multirec.losses.BPRLoss`)."""
+        self.user_emb = torch.nn.Embedding(num_users, user_dim)
+        self.item_emb = torch.nn.Embedding(num_items, item_dim)
+        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
+
+    def _reset_id_embeddings(self) -> None:
+        """Re-draws ``user_emb`` and ``item_emb`` (Xavier uniform, as in MMRec)."""
+        torch.nn.init.xavier_uniform_(self.user_emb.weight)
+        torch.nn.init.xavier_uniform_(self.item_emb.weight)
+
+    @staticmethod
+    def _pair_scores(user: Tensor, pos_item: Tensor, neg_item: Tensor) -> tuple[Tensor, Tensor]:
+        """Inner-product scores ``(pos [B], neg [B])`` of a batch of BPR triples' vectors."""
+        return (user * pos_item).sum(-1), (user * neg_item).sum(-1)
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook called by the trainer before each epoch (default: nothing)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyg_multirec.losses import BPRLoss
 from pyg_multirec.models.base import Recommender, check_positive_int
 from pyg_multirec.nn import (
     LightGCNPropagation,
@@ -97,18 +96,15 @@ class LightGCN(Recommender):
             graph, weight = random_walk_self_loop_weights(graph, num_users + num_items)
         self.register_buffer("graph", graph)
         self.register_buffer("graph_weight", weight)
-        self.user_emb = torch.nn.Embedding(num_users, dim)
-        self.item_emb = torch.nn.Embedding(num_items, dim)
+        self._add_id_embeddings(num_users, num_items, dim, dim, reg_weight, reg_form)
         self.propagation = LightGCNPropagation(
             num_layers, combine="mean", normalize=normalization == "sym"
         )
-        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Re-draws both embedding tables (Xavier uniform) and clears the cached graph."""
-        torch.nn.init.xavier_uniform_(self.user_emb.weight)
-        torch.nn.init.xavier_uniform_(self.item_emb.weight)
+        self._reset_id_embeddings()
         self.propagation.reset_parameters()
 
     def embed(self) -> tuple[Tensor, Tensor]:
@@ -118,9 +114,7 @@ class LightGCN(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         user_out, item_out = self.embed()
-        u = user_out[users]
-        pos = (u * item_out[pos_items]).sum(-1)
-        neg = (u * item_out[neg_items]).sum(-1)
+        pos, neg = self._pair_scores(user_out[users], item_out[pos_items], item_out[neg_items])
         ego = (self.user_emb(users), self.item_emb(pos_items), self.item_emb(neg_items))
         return {"loss": self.bpr(pos, neg, *ego)}
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from pyg_multirec.losses import BPRLoss
 from pyg_multirec.models.base import Recommender, check_positive_int
 
 
@@ -54,22 +52,19 @@ class MF(Recommender):
         super().__init__()
         for name, value in (("num_users", num_users), ("num_items", num_items), ("dim", dim)):
             check_positive_int(value, name)
-        self.user_emb = torch.nn.Embedding(num_users, dim)
-        self.item_emb = torch.nn.Embedding(num_items, dim)
-        self.bpr = BPRLoss(reg_weight=reg_weight, reg_form=reg_form)
+        self._add_id_embeddings(num_users, num_items, dim, dim, reg_weight, reg_form)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Re-draws both embedding tables (Xavier uniform)."""
-        torch.nn.init.xavier_uniform_(self.user_emb.weight)
-        torch.nn.init.xavier_uniform_(self.item_emb.weight)
+        self._reset_id_embeddings()
 
     def embed(self) -> tuple[Tensor, Tensor]:
         return self.user_emb.weight, self.item_emb.weight
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         u, p, n = self.user_emb(users), self.item_emb(pos_items), self.item_emb(neg_items)
-        return {"loss": self.bpr((u * p).sum(-1), (u * n).sum(-1), u, p, n)}
+        return {"loss": self.bpr(*self._pair_scores(u, p, n), u, p, n)}
 
     def __repr__(self) -> str:
         num_users, dim = self.user_emb.weight.shape

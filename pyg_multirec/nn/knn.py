@@ -80,7 +80,12 @@ def _blockwise_topk(
 def _topk(
     x: Tensor, k: int, block_size: int, self_loops: bool, backend: Backend
 ) -> tuple[Tensor, Tensor]:
-    """Exact blockwise top-k, or the FAISS selection with exact cosines (``backend``)."""
+    """Checks the arguments, then exact blockwise top-k of ``x`` (detached), or the FAISS
+    selection with exact cosines (``backend``)."""
+    _check_features(x)
+    _check_k(k, x.size(0), self_loops)
+    _check_block_size(block_size)
+    x = x.detach()
     from pyg_multirec.ann import approximate_topk_cosine, resolve_backend
 
     ann = resolve_backend(backend)
@@ -119,10 +124,7 @@ def topk_cosine_neighbors(
         torch.Tensor: Long tensor :math:`(N, k)`; row :math:`i` lists its neighbours,
         most similar first.
     """
-    _check_features(x)
-    _check_k(k, x.size(0), self_loops)
-    _check_block_size(block_size)
-    return _topk(x.detach(), k, block_size, self_loops, backend)[1]
+    return _topk(x, k, block_size, self_loops, backend)[1]
 
 
 def normalize_knn_weights(weight: Tensor, neighbors: Tensor) -> Tensor:
@@ -223,10 +225,7 @@ def knn_item_graph(
         (torch.Tensor, torch.Tensor): Coalesced ``edge_index`` :math:`(2, |\mathcal{E}|)`
         and ``edge_weight`` :math:`(|\mathcal{E}|)` with :math:`|\mathcal{E}| \le N k`.
     """
-    _check_features(x)
-    _check_k(k, x.size(0), self_loops)
-    _check_block_size(block_size)
-    similarity, neighbors = _topk(x.detach(), k, block_size, self_loops, backend)
+    similarity, neighbors = _topk(x, k, block_size, self_loops, backend)
     weight = similarity if weighted else torch.ones_like(similarity)
     if suppress_negative:
         weight = torch.where(similarity > 0, weight, torch.zeros_like(weight))
