@@ -15,7 +15,8 @@ def test_reg_flags_reach_the_loss(tiny_data, name):
     example = load_example(name)
     parser = build_parser(name, example.add_arguments, None)
     default = example.build(tiny_data, parser.parse_args(["train"]))
-    assert (default.bpr.reg_form, default.bpr.reg_weight) == ("squared", 1e-4)
+    defaults = {"mf": ("squared", 1e-4), "lightgcn": ("norm", 1e-5)}  # lightgcn: validated
+    assert (default.bpr.reg_form, default.bpr.reg_weight) == defaults[name]
     args = parser.parse_args(["train", "--reg-form", "norm", "--reg-weight", "0.5", "--dim", "8"])
     model = example.build(tiny_data, args)
     assert (model.bpr.reg_form, model.bpr.reg_weight) == ("norm", 0.5)
