@@ -37,6 +37,7 @@ import argparse
 import csv
 import importlib.util
 import inspect
+import itertools
 import json
 import math
 import multiprocessing
@@ -357,8 +358,38 @@ def _storage(optuna, out: Path | str):
 def _sampler(optuna, ctx: _Context, worker: int):
     seed = ctx.seed * WORKER_SEED_STRIDE + worker  # workers must not propose the same points
     if is_grid(ctx.space):
-        return optuna.samplers.GridSampler(ctx.space, seed=seed)
+        # Every grid point is queued before the workers start (enqueue_grid) and each
+        # trial pops one, so the sampler is never asked: a worker-side GridSampler would
+        # race with the other workers and run some points twice and others never.
+        return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def enqueue_grid(optuna, study, space: Mapping[str, list[Any]], limit: int) -> int:
+    """Queues up to ``limit`` grid points that no trial has covered yet (finished, pruned,
+    failed for a reason other than an interruption, or already queued), in grid order;
+    returns how many trials are queued in all. Call it only while holding the folder lock."""
+    TrialState = optuna.trial.TrialState
+    names = list(space)
+    covered, waiting = set(), 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            waiting += 1
+        elif t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED):
+            continue  # its queued copy covers it
+        if t.params or t.state == TrialState.WAITING:
+            params = t.params or study._storage.get_trial_system_attrs(t._trial_id).get(
+                "fixed_params", {}
+            )
+            covered.add(tuple(params.get(n) for n in names))
+    for point in itertools.product(*(space[n] for n in names)):
+        if waiting >= limit:
+            break
+        if point not in covered:
+            study.enqueue_trial(dict(zip(names, point)))
+            covered.add(point)
+            waiting += 1
+    return waiting
 
 
 def _pruner(optuna, ctx: _Context):
@@ -808,6 +839,8 @@ def run_tune(
         kind = f"grid of {grid_size(space)}" if is_grid(space) else "TPE"
         if args.skip_search:
             remaining = 0
+        elif is_grid(space) and remaining:
+            remaining = enqueue_grid(optuna, study, space, remaining)  # one trial per point
         print(
             f"tune {name} on {args.dataset}: {kind}, {total} trials, {total - remaining} "
             f"done, {remaining} to run with {min(args.jobs, max(remaining, 1))} job(s); {out}",

@@ -80,11 +80,11 @@ def test_killed_search_resumes_without_losing_finished_trials(tmp_path, monkeypa
     _tune(mf, "mf", *space, "--trials", "1")
     storage = f"sqlite:///{out / DB_FILE}"
     first = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials[0]
-    # A worker killed in the middle of a trial leaves it RUNNING in the database.
+    # The rest of the grid is queued (as run_tune does) and popped by two workers; one is
+    # killed in the middle of its trial, which stays RUNNING in the database.
     grid = {"reg_weight": [1e-3, 1e-2, 1e-1], "reg_form": ["norm"]}
-    study = optuna.load_study(
-        study_name=STUDY_NAME, storage=storage, sampler=optuna.samplers.GridSampler(grid)
-    )
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    assert tune_module.enqueue_grid(optuna, study, grid, limit=2) == 2
     stale = study.ask()
     stale_params = {k: stale.suggest_categorical(k, v) for k, v in grid.items()}
     # Ctrl-C in a trial: Optuna marks it failed, the objective marks it interrupted.
@@ -99,8 +99,7 @@ def test_killed_search_resumes_without_losing_finished_trials(tmp_path, monkeypa
         context = tune_module._Context("mf", mf.build, {}, {}, str(out), False, 0, 0, 0)
         with pytest.raises(KeyboardInterrupt):
             tune_module._objective(stopped, context)
-    # As Optuna does (told by a study without GridSampler, whose after_trial hook would
-    # stop the search: legal only inside optimize()).
+    # As Optuna does inside optimize().
     optuna.load_study(study_name=STUDY_NAME, storage=storage).tell(
         stopped.number, state=optuna.trial.TrialState.FAIL
     )
@@ -220,3 +219,23 @@ def test_reproduce_table_paired_t_test_by_hand():
     assert mf_row[1] == "reg_weight=0.001"
     assert mf_row[3] == "0.1200 ± 0.0200" and "0.074" in mf_row
     assert lines[3].split(" | ")[1] == "layers=2, reg_weight=0.0001"
+
+
+def test_grid_points_are_queued_once_each(tmp_path):
+    """Parallel workers pop queued grid points, so none runs twice and none is skipped."""
+    space = {"layers": [1, 2], "reg_weight": [1e-3, 1e-2, 1e-1]}
+    study = optuna.create_study(direction="maximize")
+    done = study.ask({"layers": optuna.distributions.CategoricalDistribution([1, 2]),
+                      "reg_weight": optuna.distributions.CategoricalDistribution(
+                          space["reg_weight"])})  # fmt: skip
+    study.tell(done, 0.1)
+    assert tune_module.enqueue_grid(optuna, study, space, limit=3) == 3
+    assert tune_module.enqueue_grid(optuna, study, space, limit=3) == 3  # nothing new
+    assert tune_module.enqueue_grid(optuna, study, space, limit=10) == 5  # the rest of 6
+    for _ in range(5):  # what the workers do: each trial pops one queued point
+        trial = study.ask()
+        for name, values in space.items():
+            trial.suggest_categorical(name, values)
+        study.tell(trial, 0.0)
+    points = [(t.params["layers"], t.params["reg_weight"]) for t in study.trials]
+    assert sorted(points) == sorted((a, b) for a in space["layers"] for b in space["reg_weight"])
