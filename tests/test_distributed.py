@@ -30,8 +30,11 @@ REPO = Path(__file__).resolve().parents[1]  # torchrun starts this file with it 
 WORLD_SIZE = 2
 # 250 triples per step (125 per process); with 2001 interactions (1567 for training) the
 # last batch of an epoch has 67 triples, split 34 / 33, which the loss weights must handle.
+# The squared L2 form: it is a sum over samples, so slicing the batch over processes keeps it
+# exact (the "norm" form is one Frobenius norm per batch matrix: see docs/distributed.md).
 LIGHTGCN_ARGS = [*SMALL_SYNTHETIC_ARGS, "--synthetic-interactions", "2001", "--batch-size", "250",
-                 "--patience", "0", "--seed", "1"]
+                 "--patience", "0", "--seed", "1", "--layers", "2", "--reg-form", "squared",
+                 "--reg-weight", "1e-4"]
 SHORT_ARGS = [*SMALL_SYNTHETIC_ARGS, "--batch-size", "128", "--epochs", "2", "--max-batches", "2"]
 DDP_EPOCHS = 3
 # Not bitwise: each process averages the loss over its half of a batch and DDP sums the two

@@ -51,7 +51,9 @@ class BPRLoss(Module):
     This term belongs to the batch, not to a sample: with
     :obj:`reduction="none"` or :obj:`"sum"` it is spread evenly over the
     :math:`B` samples (each gets :math:`\frac{\lambda}{B} \sum_{\mathbf{E}}
-    \|\mathbf{E}\|_F`), so that the mean is the formula above. The two forms
+    \|\mathbf{E}\|_F`), so that the mean is the formula above. It does not split over
+    the slices of a data-parallel batch (each process takes the norm of its own slice; see
+    ``docs/distributed.md``). The two forms
     are on different scales: MMRec's grids (e.g. :math:`\lambda \in
     \{2, 1, 10^{-1}, \dots\}` for BPR) are meant for :obj:`"norm"`.
 
