@@ -185,9 +185,8 @@ def _set_up_case(model_name: str, data: Any, device: torch.device, seed: int) ->
     start = time.perf_counter()
     model = module.build(data, args).to(device)
     build_s = time.perf_counter() - start
-    aux = {id(p) for p in model.auxiliary_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(model.main_parameters(), lr=args.lr,
+                                 weight_decay=args.weight_decay)
     sampler = BPRSampler(data["user", "train", "item"].edge_index.cpu(), num_users,
                          num_items, args.batch_size, seed=seed)
     model.train()

@@ -172,9 +172,8 @@ def run_case(model_name: str, size: str, num_items: int, device: torch.device,
         start = time.perf_counter()
         model = module.build(data, ex_args).to(device)
         build_s = time.perf_counter() - start
-        aux = {id(p) for p in model.auxiliary_parameters()}
-        params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
-        optimizer = torch.optim.Adam(params, lr=ex_args.lr, weight_decay=ex_args.weight_decay)
+        optimizer = torch.optim.Adam(model.main_parameters(), lr=ex_args.lr,
+                                     weight_decay=ex_args.weight_decay)
         sampler = BPRSampler(data["user", "train", "item"].edge_index.cpu(), num_users,
                              num_items, ex_args.batch_size, seed=args.seed)
         model.train()

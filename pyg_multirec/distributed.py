@@ -239,7 +239,7 @@ def wrap_for_data_parallel(
     with torch.no_grad():
         for p in model.auxiliary_parameters():
             dist.broadcast(p.data, src=0)
-    if not any(p.requires_grad and id(p) not in aux for p in model.parameters()):
+    if not model.main_parameters():
         return module  # nothing for DDP to synchronise
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
     return DistributedDataParallel(

@@ -548,9 +548,7 @@ def _optimizer(
     lr_decay: Callable[[int], float] | None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     """Adam over the trainable parameters but ``model.auxiliary_parameters()``."""
-    aux = {id(p) for p in model.auxiliary_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(model.main_parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.LambdaLR(optimizer, lr_decay) if lr_decay is not None else None
     )

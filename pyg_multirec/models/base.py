@@ -91,6 +91,12 @@ class Recommender(Module):
         """Parameters that the trainer's optimizer must not update (default: none)."""
         return []
 
+    def main_parameters(self) -> list[Parameter]:
+        """The trainable parameters the trainer's optimizer updates: all but
+        :meth:`auxiliary_parameters`."""
+        aux = {id(p) for p in self.auxiliary_parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in aux]
+
 
 def check_positive_int(value: int, name: str) -> None:
     """Raises ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (model sizes)."""

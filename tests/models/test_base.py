@@ -70,3 +70,22 @@ def test_check_positive_int(bad):
     check_positive_int(1, "dim")
     with pytest.raises(ValueError, match=r"dim must be a positive int \(got"):
         check_positive_int(bad, "dim")
+
+
+def test_main_parameters_leave_out_the_auxiliary_and_frozen_ones():
+    import torch
+
+    from pyg_multirec.models import Recommender
+
+    class WithAux(Recommender):
+        def __init__(self):
+            super().__init__()
+            self.main = torch.nn.Linear(2, 2)
+            self.frozen = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+            self.estimator = torch.nn.Linear(2, 1)
+
+        def auxiliary_parameters(self):
+            return list(self.estimator.parameters())
+
+    model = WithAux()
+    assert [id(p) for p in model.main_parameters()] == [id(p) for p in model.main.parameters()]
