@@ -462,8 +462,6 @@ def _objective(trial, ctx: _Context) -> float:
         result = fit(ctx, args, on_epoch_end)
     except KeyboardInterrupt:  # Optuna records it as FAIL: mark it to be run again
         trial.set_user_attr(INTERRUPTED, True)
-        system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        _release_grid_point(trial.storage, trial._trial_id, system_attrs)
         raise
     finally:
         trial.set_user_attr("best_value", best["value"] if best["epochs"] else None)
@@ -580,20 +578,6 @@ def open_study(optuna, out: Path, name: str, args: argparse.Namespace, space: Ma
     return study
 
 
-GRID_KEYS = ("grid_id", "search_space")
-GRID_POINT = "grid_point"
-
-
-def _release_grid_point(storage, trial_id: int, system_attrs: Mapping[str, Any]) -> None:
-    # GridSampler counts every finished trial, failed ones included, as a visited grid point
-    # (and stops the search when none is left). An interrupted trial, still running here,
-    # gives its point up; the point is kept as a user attribute for its queued copy.
-    point = {k: system_attrs[k] for k in GRID_KEYS if k in system_attrs}
-    if point:
-        storage.set_trial_user_attr(trial_id, GRID_POINT, point)
-        storage.set_trial_system_attr(trial_id, "search_space", {INTERRUPTED: True})
-
-
 def requeue_interrupted(optuna, study) -> int:
     """Queues again the trials a stopped search did not finish: those left running by a
     killed worker (marked failed and ``interrupted`` here) and those failed by Ctrl-C
@@ -604,11 +588,7 @@ def requeue_interrupted(optuna, study) -> int:
     requeued = {t.user_attrs.get("requeued_from") for t in trials}
     count = 0
     for trial in trials:
-        point = trial.user_attrs.get(GRID_POINT) or {
-            k: trial.system_attrs[k] for k in GRID_KEYS if k in trial.system_attrs
-        }
         if trial.state == TrialState.RUNNING:
-            _release_grid_point(study._storage, trial._trial_id, trial.system_attrs)
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         elif not (
@@ -617,13 +597,8 @@ def requeue_interrupted(optuna, study) -> int:
             and trial.number not in requeued
         ):
             continue
-        if trial.params:
+        if trial.params:  # its queued copy runs the same point again
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
-            # GridSampler keys its bookkeeping on a trial's grid point: the queued copy
-            # takes over the point of the interrupted trial.
-            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
-            for key, value in point.items():
-                study._storage.set_trial_system_attr(queued._trial_id, key, value)
         count += 1
     return count
 
