@@ -20,6 +20,12 @@ reports that metric after each epoch to a ``MedianPruner``, and never evaluates 
 split; only the seeds re-trained from the best configuration (``--seeds``) read the test
 split, once each, at their best valid epoch.
 
+Where a model's result depends much on its seed (early stopping in a plateau, say), a single
+seed's validation score picks configurations that were lucky once.
+``--search-seeds 0,1,2`` trains every trial once per seed and scores it by the **mean** of
+their best valid Recall@20 (still the validation split only); the pruner watches the first
+seed's curve, and the later seeds run only for trials that survive it.
+
 Trials live in ``OUT/study.db`` (SQLite), so a search that is killed resumes where it
 stopped when the same command is run again: finished trials are kept, and the trials that
 were running are marked failed (``interrupted``) and run again. ``--jobs N`` runs trials in
@@ -90,7 +96,17 @@ NOT_SEARCHABLE = RUN_ONLY | {
 }
 #: The ``tune`` sub-command's own flags (not training settings).
 TUNE_ONLY = frozenset(
-    {"space", "trials", "jobs", "seeds", "no_prune", "prune_warmup", "prune_startup", "skip_search"}
+    {
+        "space",
+        "trials",
+        "jobs",
+        "seeds",
+        "search_seeds",
+        "no_prune",
+        "prune_warmup",
+        "prune_startup",
+        "skip_search",
+    }
 )
 
 SpaceSpec = Union[Sequence[Any], str, "Range"]
@@ -144,6 +160,12 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="re-train the best configuration for these seeds (e.g. 0,1,2) and report the "
         "test mean ± std",
+    )
+    group.add_argument(
+        "--search-seeds",
+        default=None,
+        help="train every trial once per seed (e.g. 0,1,2) and select on the mean of their "
+        "best valid Recall@20 (default: one run with --seed)",
     )
     group.add_argument("--no-prune", action="store_true", help="never prune a trial")
     group.add_argument(
@@ -345,6 +367,7 @@ class _Context:
     prune_warmup: int
     prune_startup: int
     seed: int
+    search_seeds: tuple[int, ...] = ()
     data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
@@ -445,31 +468,51 @@ def fit(
 def _objective(trial, ctx: _Context) -> float:
     optuna = _import_optuna()
     params = {name: _suggest(trial, name, spec) for name, spec in ctx.space.items()}
-    args = argparse.Namespace(**{**ctx.base, **params})
-    best = {"value": -math.inf, "epoch": 0, "epochs": 0}
+    seeds: Sequence[int | None] = ctx.search_seeds or (None,)  # None: the command's --seed
+    values: list[float] = []
+    epochs: list[int] = []  # each finished seed's best epoch
+    ran: list[int] = []  # and the epochs it ran
+    run = {"value": -math.inf, "epoch": 0, "epochs": 0}  # the seed being trained
 
     def on_epoch_end(epoch: int, valid: dict[str, float]) -> None:
         value = valid[MONITOR]
-        best["epochs"] = epoch
-        if value > best["value"]:
-            best["value"], best["epoch"] = value, epoch
+        run["epochs"] = epoch
+        if value > run["value"]:
+            run["value"], run["epoch"] = value, epoch
+        if values:  # later seeds: the pruner judged the first seed's curve only
+            return
         trial.report(value, epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     tic = time.perf_counter()
     try:
-        result = fit(ctx, args, on_epoch_end)
+        for seed in seeds:
+            run.update(value=-math.inf, epoch=0, epochs=0)
+            args = argparse.Namespace(**{**ctx.base, **params})
+            if seed is not None:
+                args.seed = seed
+            result = fit(ctx, args, on_epoch_end)
+            values.append(result.best_valid[MONITOR])
+            epochs.append(run["epoch"])
+            ran.append(run["epochs"])
     except KeyboardInterrupt:  # Optuna records it as FAIL: mark it to be run again
         trial.set_user_attr(INTERRUPTED, True)
         raise
     finally:
-        trial.set_user_attr("best_value", best["value"] if best["epochs"] else None)
-        trial.set_user_attr("best_epoch", best["epoch"])
-        trial.set_user_attr("epochs", best["epochs"])
+        if values:
+            trial.set_user_attr("best_value", statistics.mean(values))
+            trial.set_user_attr("best_epoch", epochs[0] if len(epochs) == 1 else epochs)
+            trial.set_user_attr("epochs", ran[0] if len(ran) == 1 else ran)
+        else:  # stopped in its first run
+            trial.set_user_attr("best_value", run["value"] if run["epochs"] else None)
+            trial.set_user_attr("best_epoch", run["epoch"])
+            trial.set_user_attr("epochs", run["epochs"])
+        if len(seeds) > 1:
+            trial.set_user_attr("seed_values", values)
         trial.set_user_attr("seconds", time.perf_counter() - tic)
     trial.set_user_attr("seconds_per_epoch", result.seconds_per_epoch)
-    return result.best_valid[MONITOR]
+    return statistics.mean(values)
 
 
 def _report_trial(ctx: _Context):
@@ -547,6 +590,9 @@ def open_study(optuna, out: Path, name: str, args: argparse.Namespace, space: Ma
         "space": _jsonable(space_to_json(space)),
         "settings": _jsonable(_fixed_settings(args, space)),
     }
+    search_seeds = _parse_seeds(getattr(args, "search_seeds", None), "--search-seeds")
+    if search_seeds:  # absent from single-seed studies (and from those made before the flag)
+        expected["search_seeds"] = search_seeds
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if STUDY_NAME not in existing:
         if existing:
@@ -574,6 +620,11 @@ def open_study(optuna, out: Path, name: str, args: argparse.Namespace, space: Ma
         raise ValueError(
             f"{out} holds a study run with other settings ({shown}); repeat them or choose "
             "another --out"
+        )
+    if found.get("search_seeds") != expected.get("search_seeds"):
+        raise ValueError(
+            f"{out} holds a study scored over --search-seeds {found.get('search_seeds')}, "
+            f"not {expected.get('search_seeds')}; repeat them or choose another --out"
         )
     return study
 
@@ -633,8 +684,14 @@ def _run_workers(ctx: _Context, remaining: int, jobs: int) -> None:
 # ---- outputs -----------------------------------------------------------------------------
 
 
+def _joined(value: Any) -> Any:
+    return "/".join(map(str, value)) if isinstance(value, list) else value
+
+
 def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per trial: number, state, parameters, valid metric, best epoch, seconds."""
+    """One row per trial: number, state, parameters, valid metric (with ``--search-seeds``
+    the mean, and each seed's in ``valid_per_seed``), best epoch, seconds."""
+    per_seed = bool(study.user_attrs.get("search_seeds"))
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(INTERRUPTED):
@@ -647,11 +704,14 @@ def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
         row = {"trial": t.number, "state": state}
         row.update({p: t.params.get(p) for p in params})
+        row[f"valid_{MONITOR}"] = value
+        if per_seed:
+            values = t.user_attrs.get("seed_values")
+            row["valid_per_seed"] = "/".join(f"{v:.4f}" for v in values) if values else None
         row.update(
             {
-                f"valid_{MONITOR}": value,
-                "best_epoch": t.user_attrs.get("best_epoch"),
-                "epochs": t.user_attrs.get("epochs"),
+                "best_epoch": _joined(t.user_attrs.get("best_epoch")),
+                "epochs": _joined(t.user_attrs.get("epochs")),
                 "seconds": seconds,
             }
         )
@@ -743,15 +803,15 @@ def summarise_seeds(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str
     return {"test_mean": mean, "test_std": std}
 
 
-def _parse_seeds(text: str | None) -> list[int]:
+def _parse_seeds(text: str | None, flag: str = "--seeds") -> list[int]:
     if text is None:
         return []
     try:
         seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds has duplicates: {text!r}")
+        raise ValueError(f"{flag} has duplicates: {text!r}")
     return seeds
 
 
@@ -779,6 +839,7 @@ def run_tune(
     flags = searchable_flags(add_arguments)
     space = resolve_space(search_space, args.space, flags)
     seeds = _parse_seeds(args.seeds)
+    search_seeds = _parse_seeds(getattr(args, "search_seeds", None), "--search-seeds")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.trials is not None and args.trials < 1:
@@ -804,6 +865,7 @@ def run_tune(
         prune_warmup=args.prune_warmup,
         prune_startup=args.prune_startup,
         seed=args.seed,
+        search_seeds=tuple(search_seeds),
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space)
@@ -833,11 +895,13 @@ def run_tune(
         summary: dict[str, Any] = {
             "model": name,
             "dataset": args.dataset,
-            "selected_on": f"valid {MONITOR}",
+            "selected_on": f"valid {MONITOR}"
+            + (f", mean over seeds {search_seeds}" if search_seeds else ""),
             "params": best.params,
             "valid": best.value,
             "best_epoch": best.user_attrs.get("best_epoch"),
             "trial": best.number,
+            **({"valid_per_seed": best.user_attrs.get("seed_values")} if search_seeds else {}),
             "trials": {s: states.count(s) for s in sorted(set(states))},
             "space": space_to_json(space),
             "config": _jsonable({**base, **best.params}),

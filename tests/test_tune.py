@@ -239,3 +239,43 @@ def test_grid_points_are_queued_once_each(tmp_path):
         study.tell(trial, 0.0)
     points = [(t.params["layers"], t.params["reg_weight"]) for t in study.trials]
     assert sorted(points) == sorted((a, b) for a in space["layers"] for b in space["reg_weight"])
+
+
+def test_search_seeds_score_each_trial_by_its_mean_valid_over_seeds(tmp_path, capsys, monkeypatch):
+    runs = []
+    real_fit = tune_module.fit
+
+    def spy(ctx, args, on_epoch_end=None):
+        result = real_fit(ctx, args, on_epoch_end)
+        runs.append((args.reg_weight, args.seed, result.best_valid["recall@20"]))
+        return result
+
+    monkeypatch.setattr(tune_module, "fit", spy)
+    out = tmp_path / "mf"
+    space = ["--space", "reg_weight=1e-3,1e-1", "--out", str(out)]
+    best = _tune(mf, "mf", *space, "--search-seeds", "3,4", "--no-prune")
+    # Every trial trains once per search seed (never with --seed 0) and scores their mean.
+    assert sorted((w, s) for w, s, _ in runs) == [(1e-3, 3), (1e-3, 4), (1e-1, 3), (1e-1, 4)]
+    means = {w: (a + b) / 2 for w in (1e-3, 1e-1)
+             for (wa, _, a), (wb, _, b) in [[r for r in runs if r[0] == w]]}  # fmt: skip
+    winner = max(means, key=means.get)
+    assert best["params"]["reg_weight"] == winner
+    assert best["valid"] == pytest.approx(means[winner])
+    assert best["selected_on"] == "valid recall@20, mean over seeds [3, 4]"
+    rows = {float(r["reg_weight"]): r for r in _rows(out)}
+    for w, s, value in runs:
+        per_seed = rows[w]["valid_per_seed"].split("/")
+        assert float(per_seed[[3, 4].index(s)]) == pytest.approx(value, abs=1e-4)
+        assert float(rows[w]["valid_recall@20"]) == pytest.approx(means[w])
+    capsys.readouterr()
+    # The study's seeds are part of it: another list is refused; a bad list is one error.
+    for extra, match in [
+        (["--search-seeds", "3"], "holds a study scored over --search-seeds [3, 4], not [3]"),
+        ([], "not None"),
+        (["--search-seeds", "3,x"], "--search-seeds must be comma-separated integers"),
+        (["--search-seeds", "3,3"], "--search-seeds has duplicates"),
+    ]:
+        with pytest.raises(SystemExit):
+            _tune(mf, "mf", *space, *extra)
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and match in err, err
