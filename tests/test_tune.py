@@ -27,12 +27,14 @@ FAST = [*SMALL_SYNTHETIC_ARGS, "--epochs", "2", "--batch-size", "512"]
 
 
 def _tune(module, name, *argv):
+    # One learning rate: the tests' grids are over the other parameters only.
+    pinned = ["--space", "lr=0.001"] if "lr" in module.SEARCH_SPACE else []
     return run_example(
         name,
         module.build,
         module.add_arguments,
         getattr(module, "DEFAULTS", None),
-        argv=["tune", *FAST, *argv],
+        argv=["tune", *FAST, *pinned, *argv],
         search_space=module.SEARCH_SPACE,
     )
 
@@ -82,7 +84,7 @@ def test_killed_search_resumes_without_losing_finished_trials(tmp_path, monkeypa
     first = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials[0]
     # The rest of the grid is queued (as run_tune does) and popped by two workers; one is
     # killed in the middle of its trial, which stays RUNNING in the database.
-    grid = {"reg_weight": [1e-3, 1e-2, 1e-1], "reg_form": ["norm"]}
+    grid = {"reg_weight": [1e-3, 1e-2, 1e-1], "reg_form": ["norm"], "lr": [1e-3]}
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
     assert tune_module.enqueue_grid(optuna, study, grid, limit=2) == 2
     stale = study.ask()
