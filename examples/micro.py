@@ -39,6 +39,9 @@ from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv
 BACKBONES = ("lightgcn", "mf")
 STRUCTURES = ("learned", "frozen")
 CONTRASTIVE_ITEMS = ("all", "batch")
+#: When the learned graphs get gradient: every batch, or only the first batch of each epoch
+#: (the official code's schedule; the graph is reused, detached, by the epoch's other batches).
+STRUCTURE_GRADS = ("every-batch", "first-batch")
 PAPER_K = 10
 PAPER_SKIP_LAMBDA = 0.7  # official code: 0.9
 PAPER_REG_WEIGHT = 1e-4  # official code: 1e-5
@@ -84,8 +87,10 @@ class MICRO(Recommender):
     * Learned graph: its neighbours are selected in :meth:`on_epoch_start` (as the official
       code rebuilds the graph at the first batch of each epoch) and kept for the epoch; the
       weights of the kept edges are recomputed, with gradient, at every batch, so the
-      structure layer learns from every batch (the official code detaches the graph after
-      the first batch of the epoch).
+      structure layer learns from every batch (``structure_grad='every-batch'``). The
+      official code detaches the graph after the first batch of the epoch;
+      ``structure_grad='first-batch'`` does the same (the other batches reuse that graph
+      without transforming the raw features again, which is much cheaper per batch).
     * :math:`\mathcal{L}_C` (eq. 10-12, :class:`~pyg_multirec.losses.MultiModalInfoNCE`) is
       taken over all items, as in the official code (``contrastive_items='all'``), in blocks
       of :obj:`CONTRASTIVE_BLOCK_SIZE` anchors (memory :math:`O(\text{block} \cdot N)`);
@@ -109,6 +114,8 @@ class MICRO(Recommender):
         reg_weight: L2 weight of the batch embeddings.
         contrastive_items: ``'all'`` items or the ``'batch'`` items in :math:`\mathcal{L}_C`.
         reg_form: ``'squared'`` (official code) or ``'norm'`` (MMRec), see :class:`BPRLoss`.
+        structure_grad: ``'every-batch'`` or ``'first-batch'`` (official code): which
+            batches of an epoch the learned graphs get gradient from.
 
     Shapes:
         - **embed():** users :math:`(U, D)`, items :math:`(N, D)`
@@ -127,6 +134,7 @@ class MICRO(Recommender):
         reg_weight: float = PAPER_REG_WEIGHT,
         contrastive_items: str = "all",
         reg_form: str = "squared",
+        structure_grad: str = "every-batch",
     ):
         super().__init__()
         if not all(hasattr(backbone, name) for name in ("user_emb", "item_emb", "embed")):
@@ -135,6 +143,10 @@ class MICRO(Recommender):
         _check_features(features, num_items)
         if structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {STRUCTURES} (got {structure!r})")
+        if structure_grad not in STRUCTURE_GRADS:
+            raise ValueError(
+                f"structure_grad must be one of {STRUCTURE_GRADS} (got {structure_grad!r})"
+            )
         if contrastive_items not in CONTRASTIVE_ITEMS:
             raise ValueError(
                 f"contrastive_items must be one of {CONTRASTIVE_ITEMS} (got {contrastive_items!r})"
@@ -152,7 +164,13 @@ class MICRO(Recommender):
             self.register_buffer(f"feature_{m}", x.detach().float(), persistent=False)
         self.structure = ModuleList(
             KNNStructureLayer(
-                x.size(1), dim, k, skip_lambda, mode=structure, rebuild_every=NO_AUTOMATIC_REBUILD
+                x.size(1),
+                dim,
+                k,
+                skip_lambda,
+                mode=structure,
+                rebuild_every=NO_AUTOMATIC_REBUILD,
+                detach_after_first=structure_grad == "first-batch",
             )
             for x in features
         )
@@ -246,6 +264,7 @@ def build(data: HeteroData, args: argparse.Namespace) -> MICRO:
         reg_weight=args.reg_weight,
         contrastive_items=args.contrastive_items,
         reg_form=args.reg_form,
+        structure_grad=getattr(args, "structure_grad", "every-batch"),  # older checkpoints
     )
 
 
@@ -270,6 +289,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reg-form", choices=REG_FORMS, default="squared", help="MMRec: norm")
     items = "items of the contrastive loss: all (official) or those of the batch (cheaper)"
     parser.add_argument("--contrastive-items", choices=CONTRASTIVE_ITEMS, default="all", help=items)
+    grad = "learned graphs get gradient from every batch, or from the first batch of each "
+    grad += "epoch and are reused detached by the others (official code; cheaper)"
+    parser.add_argument("--structure-grad", choices=STRUCTURE_GRADS, default="every-batch",
+                        help=grad)  # fmt: skip
 
 
 #: tune's default space, around the paper's choices (k 10, lambda 0.7 (code 0.9), beta 0.03;

@@ -140,6 +140,32 @@ def test_learned_graph_rebuilt_at_epoch_start_only(tiny_data):
         assert not torch.equal(layer.learned_neighbors, old)
 
 
+def test_structure_grad_first_batch_learns_the_graph_from_the_epochs_first_batch(tiny_data):
+    seed_everything(0)
+    model = make(tiny_data, structure_grad="first-batch")
+    seed_everything(0)
+    every = make(tiny_data)
+    batch = bpr_batch(tiny_data)
+    for net in (model, every):
+        net.on_epoch_start(1)
+    first, reference = model.loss(*batch)["loss"], every.loss(*batch)["loss"]
+    torch.testing.assert_close(first, reference)  # the first batch: the same model
+    first.backward()
+    assert all(layer.lin.weight.grad.abs().sum() > 0 for layer in model.structure)
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():  # as an optimiser step would
+        for layer in model.structure:
+            layer.lin.weight.mul_(2.0)
+    model.loss(*batch)["loss"].backward()  # later batches: the graph of the first, detached
+    assert all(layer.lin.weight.grad is None for layer in model.structure)
+    assert model.backbone.item_emb.weight.grad.abs().sum() > 0
+    model.on_epoch_start(2)  # a new epoch: gradient again, from the changed transform
+    model.loss(*batch)["loss"].backward()
+    assert all(layer.lin.weight.grad.abs().sum() > 0 for layer in model.structure)
+    with pytest.raises(ValueError, match="structure_grad must be one of"):
+        make(tiny_data, structure_grad="never")
+
+
 def test_backbones_differ(tiny_data):
     seed_everything(0)
     with_mf = make(tiny_data, "mf")
@@ -190,6 +216,7 @@ def test_bad_arguments(tiny_data):
         [],
         ["--backbone", "mf", "--structure", "frozen"],
         ["--cold-start", "--item-layers", "2", "--backbone-norm", "sym"],
+        ["--structure-grad", "first-batch", "--contrastive-items", "batch"],
     ],
 )
 def test_example_cli(tmp_path, extra):

@@ -109,12 +109,46 @@ def test_rebuild_every_caches_the_neighbour_selection():
     assert layer.learned_neighbors is not None
 
 
+def test_detach_after_first_keeps_the_first_graph_with_gradient_until_the_next_selection():
+    torch.manual_seed(3)
+    x = features(6, dtype=torch.float32)
+    layer = KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, k=K, rebuild_every=10**9,
+                              detach_after_first=True)  # fmt: skip
+    reference = KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, k=K, rebuild_every=10**9)
+    reference.load_state_dict(layer.state_dict())
+    with torch.no_grad():  # the selection (as MICRO's on_epoch_start): nothing is kept
+        layer(x, force_rebuild=True)
+        reference(x, force_rebuild=True)
+    assert layer.kept_edge_index is None
+    index, weight = layer(x)  # the first call with gradient: as the reference
+    ref_index, ref_weight = reference(x)
+    assert torch.equal(index, ref_index) and torch.allclose(weight, ref_weight)
+    weight.sum().backward()
+    assert layer.lin.weight.grad is not None and layer.lin.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        layer.lin.weight.mul_(-0.5)
+    layer.lin.weight.grad = None
+    calls = []
+    layer.lin.register_forward_hook(lambda *args: calls.append(1))
+    again_index, again_weight = layer(x)  # later calls: the same graph, detached, not recomputed
+    assert not calls and not again_weight.requires_grad
+    assert torch.equal(again_index, index) and torch.equal(again_weight, weight.detach())
+    layer.rebuild()  # a new selection computes again, from the changed transform
+    new_index, new_weight = layer(x)
+    assert calls and new_weight.requires_grad
+    reference.lin.load_state_dict(layer.lin.state_dict())
+    reference.rebuild()
+    assert torch.allclose(new_weight, reference(x)[1])
+
+
 def test_errors():
     x = features(5, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"skip_lambda must lie in \[0, 1\]"):
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, skip_lambda=1.5)
     with pytest.raises(ValueError, match="mode must be one of"):
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, mode="dense")
+    with pytest.raises(ValueError, match="detach_after_first must be a bool"):
+        KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, detach_after_first="yes")
     with pytest.raises(ValueError, match="rebuild_every must be a positive int"):
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, rebuild_every=0)
     with pytest.raises(ValueError, match=r"k \(25\) must be < number of items \(25\)"):
