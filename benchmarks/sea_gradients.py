@@ -169,14 +169,18 @@ def summarise(records: list[dict[str, Any]], part: str) -> dict[str, float]:
 
 
 def tables(records: list[dict[str, Any]], history: list[dict[str, float]],
-           terms: list[str]) -> str:  # fmt: skip
-    """Per-epoch table (all of ``item_proj``) and per-part table (all sampled steps)."""
+           terms: list[str], every: int = 1) -> str:  # fmt: skip
+    """Per-epoch table (all of ``item_proj``; the first, last and every ``every``-th epoch)
+    and per-part table (all sampled steps)."""
     valid = {row["epoch"]: row.get("valid_recall@20", math.nan) for row in history}
     aux = [t for t in AUX_TERMS if t in terms]
     headers = ["epoch", "valid R@20", "steps", "norm g_bpr"]
     headers += [f"norm g_{t} / norm g_bpr" for t in aux] + [f"cos(g_{t}, g_bpr)" for t in aux]
     rows = []
-    for epoch in sorted({r["epoch"] for r in records}):
+    epochs = sorted({r["epoch"] for r in records})
+    for epoch in epochs:
+        if epoch % every and epoch not in (epochs[0], epochs[-1]):
+            continue
         chosen = [r for r in records if r["epoch"] == epoch]
         s = summarise(chosen, "all")
         rows.append([epoch, valid.get(epoch, math.nan), len(chosen), s["bpr_norm"],
@@ -204,6 +208,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help="measured training steps per epoch (evenly spaced)")
+    parser.add_argument("--print-every", type=int, default=1,
+                        help="table rows: the first, the last and every N-th epoch")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true",
                         help="seconds-long smoke run on a tiny synthetic data set")
@@ -212,11 +218,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if args.quick:
         args.epochs, args.samples = QUICK_EPOCHS, QUICK_SAMPLES
         forwarded = [*QUICK_DATA, *forwarded]
-    if args.epochs < 1 or args.samples < 1 or args.threads < 1:
-        raise ValueError(
-            f"--epochs, --samples and --threads must be >= 1 "
-            f"(got {args.epochs}, {args.samples}, {args.threads})"
-        )
+    for flag in ("epochs", "samples", "print_every", "threads"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1 "
+                             f"(got {getattr(args, flag)})")
     torch.set_num_threads(args.threads)
     sea, config = sea_args(forwarded + ["--epochs", str(args.epochs)])
     device = resolve_device(config.device)
@@ -241,7 +246,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
           + ", ".join(f"{k} {v}" for k, v in weights.items()))
     print("Gradients on item_proj (the only parameters BPR and the auxiliary terms share); "
           "auxiliary terms weighted (alpha * align, beta * distance); mean over sampled steps:\n")
-    print(tables(probe.records, result.history, terms))
+    print(tables(probe.records, result.history, terms, args.print_every))
     payload = {
         **payload_header(SCRIPT, device, args.quick),
         "dataset": config.dataset,
