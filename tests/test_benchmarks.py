@@ -18,7 +18,7 @@ from tests.helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
-SCRIPTS = ("conv", "knn")
+SCRIPTS = ("conv", "knn", "sea_gradients")
 QUICK_TIMEOUT_S = 300
 MIB = 1 << 20
 
@@ -114,6 +114,53 @@ def test_knn_quick_run_writes_consistent_json(quick_runs):
     # nnz of the k-NN graph: at most k per item (zeros after suppression are dropped)
     assert 0 < entry["cases"]["build-ours"]["summary"]["nnz"] <= entry["num_items"] * 10
     assert payload["targets_met_at_target_scale"] is None  # Clothing was not run
+
+
+def test_sea_gradients_quick_run_writes_consistent_json(quick_runs):
+    returncode, stdout, payload = quick_runs["sea_gradients"]
+    assert returncode == 0, stdout
+    assert "| epoch | valid R@20 | steps | norm g_bpr |" in stdout
+    _check_common_payload(payload, "sea_gradients")
+    assert payload["weights"]["align"] == "solosim" and payload["weights"]["distance"] == "club"
+    assert sorted({r["epoch"] for r in payload["results"]}) == [1, 2]
+    for record in payload["results"]:
+        parts = record["parts"]
+        assert set(parts) == {"all", "image", "text", "generic", "unique"}
+        for values in parts.values():
+            for term in ("align", "distance"):
+                assert values[f"{term}_ratio"] == pytest.approx(
+                    values[f"{term}_norm"] / values["bpr_norm"]
+                )
+                assert -1.0 - 1e-6 <= values[f"{term}_cos"] <= 1.0 + 1e-6
+        # the alignment term sees only the generic halves: no gradient on the unique rows
+        assert parts["unique"]["align_norm"] == 0.0 and parts["generic"]["align_norm"] > 0
+        for key in ("bpr_norm", "align_norm", "distance_norm"):  # halves, modalities: disjoint
+            whole = parts["all"][key] ** 2
+            assert parts["generic"][key] ** 2 + parts["unique"][key] ** 2 == pytest.approx(whole)
+            assert parts["image"][key] ** 2 + parts["text"][key] ** 2 == pytest.approx(whole)
+
+
+def test_sea_gradients_terms_add_up_to_the_loss_gradient():
+    """The per-term gradients of the probe are those of the terms the trainer sums."""
+    from pyg_multirec.experiment import load_data
+
+    bench = load_benchmark("sea_gradients")
+    sea, config = bench.sea_args([*bench.QUICK_DATA, "--alpha", "0.5", "--beta", "0.3"])
+    torch.manual_seed(0)
+    data = load_data(config)
+    model = sea.build(data, config)
+    model.train()
+    edges = data["user", "train", "item"].edge_index[:, :64]
+    neg = torch.randint(0, data["item"].num_nodes, (64,))
+    terms = model.loss(edges[0], edges[1], neg)
+    params = [p for proj in model.item_proj for p in proj.parameters()]
+    grads = bench.term_gradients(model, terms, params)
+    assert set(grads) == {"bpr", "align", "distance"}
+    terms["loss"].backward()
+    for i, p in enumerate(params):
+        total = sum(grads[name][i] for name in grads)
+        torch.testing.assert_close(total, p.grad)
+    assert all(float(g.norm()) > 0 for name in grads for g in grads[name][:1])
 
 
 # ----------------------------------------------------------------------------------------
