@@ -147,6 +147,8 @@ class MICRO(Recommender):
             raise ValueError(
                 f"structure_grad must be one of {STRUCTURE_GRADS} (got {structure_grad!r})"
             )
+        if structure_grad == "first-batch" and structure != "learned":
+            raise ValueError("structure_grad='first-batch' needs structure='learned'")
         if contrastive_items not in CONTRASTIVE_ITEMS:
             raise ValueError(
                 f"contrastive_items must be one of {CONTRASTIVE_ITEMS} (got {contrastive_items!r})"

@@ -81,7 +81,8 @@ class KNNStructureLayer(Module):
             exact and differentiable. (default: :obj:`'exact'`)
         detach_after_first (bool, optional): Reuse the graph of the first call with
             gradient after each neighbour selection, detached, until the next selection
-            (the official MICRO code's schedule). (default: :obj:`False`)
+            (the official MICRO code's schedule; needs ``mode='learned'`` and
+            ``rebuild_every > 1``). (default: :obj:`False`)
 
     Shapes:
         - **input:** raw modality features :math:`(N, d_m)`
@@ -105,6 +106,12 @@ class KNNStructureLayer(Module):
         super().__init__()
         if not isinstance(detach_after_first, bool):
             raise ValueError(f"detach_after_first must be a bool (got {detach_after_first!r})")
+        if detach_after_first and (mode != "learned" or rebuild_every == 1):
+            raise ValueError(
+                "detach_after_first needs mode='learned' and rebuild_every > 1 (a frozen graph "
+                "has no gradient, and with rebuild_every=1 every call selects anew, so no graph "
+                "is ever reused)"
+            )
         for name, value in (
             ("in_channels", in_channels),
             ("out_channels", out_channels),

@@ -164,6 +164,8 @@ def test_structure_grad_first_batch_learns_the_graph_from_the_epochs_first_batch
     assert all(layer.lin.weight.grad.abs().sum() > 0 for layer in model.structure)
     with pytest.raises(ValueError, match="structure_grad must be one of"):
         make(tiny_data, structure_grad="never")
+    with pytest.raises(ValueError, match="structure_grad='first-batch' needs structure='learned'"):
+        make(tiny_data, structure="frozen", structure_grad="first-batch")
 
 
 def test_backbones_differ(tiny_data):

@@ -149,6 +149,9 @@ def test_errors():
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, mode="dense")
     with pytest.raises(ValueError, match="detach_after_first must be a bool"):
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, detach_after_first="yes")
+    for kwargs in ({"rebuild_every": 1}, {"rebuild_every": 5, "mode": "frozen"}):
+        with pytest.raises(ValueError, match="detach_after_first needs mode='learned' and"):
+            KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, detach_after_first=True, **kwargs)
     with pytest.raises(ValueError, match="rebuild_every must be a positive int"):
         KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, rebuild_every=0)
     with pytest.raises(ValueError, match=r"k \(25\) must be < number of items \(25\)"):
