@@ -103,3 +103,19 @@ def assert_learns(result, data: HeteroData, loss_key: str = "train_bpr", k: int 
     best = result.best_valid[f"recall@{k}"]
     assert best > baseline_recall(data, kind="popular", k=k)
     assert best > baseline_recall(data, kind="random", k=k)
+
+
+def record_evaluated_splits(monkeypatch) -> list[str]:
+    """Wraps the trainer's ``evaluate`` so that every split it evaluates is appended, in
+    order, to the returned list (the evaluation itself runs unchanged)."""
+    import pyg_multirec.train as train_module
+
+    splits: list[str] = []
+    real_evaluate = train_module.evaluate
+
+    def spy(model, data, split="valid", **kwargs):
+        splits.append(split)
+        return real_evaluate(model, data, split, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    return splits

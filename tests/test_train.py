@@ -5,13 +5,12 @@ import sys
 import pytest
 import torch
 
-import pyg_multirec.train as train_module
 from pyg_multirec.datasets import SyntheticMultiModal
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.experiment import run_example
 from pyg_multirec.models import MF
 from pyg_multirec.train import EarlyStopping, TrainingState, train
-from tests.helpers import baseline_recall, load_example
+from tests.helpers import baseline_recall, load_example, record_evaluated_splits
 
 
 def _mf(data, seed=0):
@@ -107,13 +106,7 @@ def test_on_epoch_end_sees_every_validation_and_its_errors_propagate(tiny_data):
 
 
 def test_evaluate_test_false_never_reads_the_test_split(tiny_data, monkeypatch):
-    splits = []
-
-    def spy(model, data, split="valid", **kwargs):
-        splits.append(split)
-        return evaluate(model, data, split, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", spy)
+    splits = record_evaluated_splits(monkeypatch)
     result = train(_mf(tiny_data), tiny_data, epochs=2, batch_size=512, progress=False,
                    evaluate_test=False)
     assert result.test == {}
@@ -271,22 +264,3 @@ def test_on_epoch_end_sees_every_validation_and_can_stop_training(tiny_data):
     with pytest.raises(Stop):
         train(_mf(tiny_data), tiny_data, epochs=5, batch_size=512, progress=False,
               on_epoch_end=stop_at_two)  # fmt: skip
-
-
-def test_evaluate_test_false_never_touches_the_test_split(tiny_data, monkeypatch):
-    import pyg_multirec.train as train_module
-
-    splits = []
-    real_evaluate = train_module.evaluate
-
-    def spy(model, data, split="valid", **kwargs):
-        splits.append(split)
-        return real_evaluate(model, data, split, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", spy)
-    result = train(_mf(tiny_data), tiny_data, epochs=2, batch_size=512, progress=False,
-                   evaluate_test=False)  # fmt: skip
-    assert result.test == {}
-    assert splits == ["valid", "valid"]
-    train(_mf(tiny_data), tiny_data, epochs=1, batch_size=512, progress=False)
-    assert splits[-1] == "test"

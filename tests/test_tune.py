@@ -8,7 +8,6 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-import pyg_multirec.train as train_module  # noqa: E402
 import pyg_multirec.tune as tune_module  # noqa: E402
 from pyg_multirec.experiment import run_example  # noqa: E402
 from pyg_multirec.tune import (  # noqa: E402
@@ -19,7 +18,11 @@ from pyg_multirec.tune import (  # noqa: E402
     resolve_space,
     searchable_flags,
 )
-from tests.helpers import SMALL_SYNTHETIC_ARGS, load_example  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    SMALL_SYNTHETIC_ARGS,
+    load_example,
+    record_evaluated_splits,
+)
 
 lightgcn, mf = load_example("lightgcn"), load_example("mf")
 
@@ -45,14 +48,7 @@ def _rows(out):
 
 
 def test_grid_search_selects_on_valid_and_never_tests_during_the_search(tmp_path, monkeypatch):
-    splits = []
-    real_evaluate = train_module.evaluate
-
-    def spy(model, data, split="valid", **kwargs):
-        splits.append(split)
-        return real_evaluate(model, data, split, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", spy)
+    splits = record_evaluated_splits(monkeypatch)
     out = tmp_path / "mf"
     best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(out), "--seeds", "0")
 
