@@ -508,7 +508,7 @@ def _objective(trial, ctx: _Context) -> float:
             trial.set_user_attr("best_value", run["value"] if run["epochs"] else None)
             trial.set_user_attr("best_epoch", run["epoch"])
             trial.set_user_attr("epochs", run["epochs"])
-        if len(seeds) > 1:
+        if ctx.search_seeds:
             trial.set_user_attr("seed_values", values)
         trial.set_user_attr("seconds", time.perf_counter() - tic)
     trial.set_user_attr("seconds_per_epoch", result.seconds_per_epoch)
@@ -581,18 +581,24 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def open_study(optuna, out: Path, name: str, args: argparse.Namespace, space: Mapping[str, Any]):
+def open_study(
+    optuna,
+    out: Path,
+    name: str,
+    args: argparse.Namespace,
+    space: Mapping[str, Any],
+    search_seeds: Sequence[int] = (),
+):
     """Creates the study in ``out`` or opens the existing one, which must belong to the same
-    model, search space and fixed settings."""
+    model, search space, fixed settings and search seeds."""
     storage = _storage(optuna, out)
     expected = {
         "model": name,
         "space": _jsonable(space_to_json(space)),
         "settings": _jsonable(_fixed_settings(args, space)),
     }
-    search_seeds = _parse_seeds(getattr(args, "search_seeds", None), "--search-seeds")
     if search_seeds:  # absent from single-seed studies (and from those made before the flag)
-        expected["search_seeds"] = search_seeds
+        expected["search_seeds"] = list(search_seeds)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if STUDY_NAME not in existing:
         if existing:
@@ -868,7 +874,7 @@ def run_tune(
         search_seeds=tuple(search_seeds),
     )
     with _folder_lock(out):
-        study = open_study(optuna, out, name, args, space)
+        study = open_study(optuna, out, name, args, space, search_seeds)
         requeued = requeue_interrupted(optuna, study)
         if requeued:
             print(f"{requeued} trial(s) interrupted earlier: queued again")

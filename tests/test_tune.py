@@ -265,6 +265,12 @@ def test_search_seeds_score_each_trial_by_its_mean_valid_over_seeds(tmp_path, ca
         per_seed = rows[w]["valid_per_seed"].split("/")
         assert float(per_seed[[3, 4].index(s)]) == pytest.approx(value, abs=1e-4)
         assert float(rows[w]["valid_recall@20"]) == pytest.approx(means[w])
+    # One search seed: its run replaces --seed, and the per-seed column is still filled.
+    single = tmp_path / "mf-one-seed"
+    _tune(mf, "mf", "--space", "reg_weight=1e-3", "--out", str(single), "--search-seeds", "3")
+    (row,) = _rows(single)
+    assert float(row["valid_per_seed"]) == pytest.approx(float(row["valid_recall@20"]), abs=1e-4)
+    assert runs[-1][:2] == (1e-3, 3)
     capsys.readouterr()
     # The study's seeds are part of it: another list is refused; a bad list is one error.
     for extra, match in [
