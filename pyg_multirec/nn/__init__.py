@@ -7,6 +7,7 @@ from pyg_multirec.nn.knn import knn_item_graph, topk_cosine_neighbors
 from pyg_multirec.nn.knn_structure import KNNStructureLayer
 from pyg_multirec.nn.lightgcn import LightGCNPropagation
 from pyg_multirec.nn.lightgcn_conv import LightGCNConv
+from pyg_multirec.nn.linear_chain import linear_chain
 from pyg_multirec.nn.separate_learning import ProjectionHead, SeparateLearning
 from pyg_multirec.nn.utils import bipartite_to_homogeneous, random_walk_self_loop_weights
 
@@ -21,5 +22,6 @@ __all__ = [
     "MultiModalItemGraph",
     "AttentionFusion",
     "SeparateLearning",
+    "linear_chain",
     "ProjectionHead",
 ]

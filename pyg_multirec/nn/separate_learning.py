@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Module, ModuleList, Parameter, ReLU, Sequential
 
 from pyg_multirec.losses import FittedCLUB, InfoNCELoss, NegativeL2Distance, SoloSimLoss
+from pyg_multirec.nn.linear_chain import linear_chain
 
 ALIGN_CHOICES = ("solosim", "infonce", "none")
 DISTANCE_CHOICES = ("club", "l2", "none")
@@ -241,20 +242,30 @@ class SeparateLearning(Module):
 
     def alignment(self, generic: Sequence[Tensor]) -> Tensor:
         """eq. 16 between the projected generic halves, averaged over pairs of modalities."""
-        assert self.align_heads is not None and self.align_loss is not None
-        views = [head(g) for head, g in zip(self.align_heads, generic)]
-        pairs = list(itertools.combinations(range(len(views)), 2))
-        return sum(self.align_loss(views[a], views[b]) for a, b in pairs) / len(pairs)
+        assert self.align_heads is not None
+        return self._alignment([head.mlp[0](g) for head, g in zip(self.align_heads, generic)])
 
     def distancing(self, generic: Sequence[Tensor], unique: Sequence[Tensor]) -> Tensor:
         """eq. 15 (or eq. 30's negative distance) inside each modality, averaged."""
         assert self.generic_maps is not None and self.unique_maps is not None
-        g = [f(x) for f, x in zip(self.generic_maps, generic)]
-        u = [f(x) for f, x in zip(self.unique_maps, unique)]
+        return self._distancing(
+            [f(x) for f, x in zip(self.generic_maps, generic)],
+            [f(x) for f, x in zip(self.unique_maps, unique)],
+        )
+
+    def _alignment(self, first_layers: Sequence[Tensor]) -> Tensor:
+        """eq. 16 from the outputs of the projection heads' first linear layers."""
+        assert self.align_heads is not None and self.align_loss is not None
+        views = [head.mlp[1:](h) for head, h in zip(self.align_heads, first_layers)]
+        pairs = list(itertools.combinations(range(len(views)), 2))
+        return sum(self.align_loss(views[a], views[b]) for a, b in pairs) / len(pairs)
+
+    def _distancing(self, g: Sequence[Tensor], u: Sequence[Tensor]) -> Tensor:
+        """eq. 15 / eq. 30 from the mapped halves :math:`G_m g^m` and :math:`U_m u^m`."""
         if self.club is not None:
             if self.training and torch.is_grad_enabled():
                 # eq. 15's alternation: fit q(u | g) on the detached samples first
-                self.club.fit(torch.cat(g), torch.cat(u))
+                self.club.fit(torch.cat(list(g)), torch.cat(list(u)))
             terms = [self.club(gm, um) for gm, um in zip(g, u)]
         else:
             assert self.l2_distance is not None
@@ -269,6 +280,87 @@ class SeparateLearning(Module):
         if self.generic_maps is not None:
             terms["distance"] = self.distancing(generic, unique)
         return terms
+
+    def forward_affine(
+        self,
+        features: Sequence[Tensor],
+        weights: Sequence[Tensor],
+        biases: Sequence[Optional[Tensor]],
+    ) -> dict[str, Tensor]:
+        r"""The terms of :meth:`forward` for inputs that are affine maps of features,
+        :math:`\mathbf{x}^m = \mathbf{f}^m \mathbf{W}_m^{\top} + \mathbf{b}_m`, without
+        forming :math:`\mathbf{x}^m`: every layer that reads a half (the projection head's
+        first layer, :math:`G_m`, :math:`U_m`) is chained with the rows of
+        :math:`\mathbf{W}_m, \mathbf{b}_m` that make that half by
+        :func:`~pyg_multirec.nn.linear_chain`, which takes the cheaper order. Same values as
+        ``forward([f @ W.T + b ...])`` up to rounding; much cheaper when the map is wide
+        (SEA's official :math:`4096 \times 4096` image projection).
+
+        Args:
+            features (Sequence[torch.Tensor]): :math:`M` tensors :math:`(B, F^{in}_m)`, the
+                same :math:`B` items in every modality.
+            weights (Sequence[torch.Tensor]): :math:`M` maps :math:`(F_m, F^{in}_m)`, with
+                :math:`F_m` the module's ``in_channels[m]``.
+            biases (Sequence[torch.Tensor or None]): :math:`M` biases :math:`(F_m,)` or
+                :obj:`None`.
+        """
+        count = len(self.in_channels)
+        if not (len(features) == len(weights) == len(biases) == count):
+            raise ValueError(
+                f"expected {count} features, weights and biases (got {len(features)}, "
+                f"{len(weights)} and {len(biases)})"
+            )
+        for m, (f, w, b, width) in enumerate(zip(features, weights, biases, self.in_channels)):
+            if f.dim() != 2 or w.dim() != 2 or w.size(0) != width or w.size(1) != f.size(1):
+                raise ValueError(
+                    f"modality {m}: features must be [B, F_in] and weights [{width}, F_in] "
+                    f"(got {tuple(f.shape)} and {tuple(w.shape)})"
+                )
+            if b is not None and tuple(b.shape) != (width,):
+                raise ValueError(f"modality {m}: bias must have shape [{width}] (got "
+                                 f"{tuple(b.shape)})")
+        if len({f.size(0) for f in features}) != 1:
+            raise ValueError(
+                f"every modality needs the same items (got batch sizes "
+                f"{[f.size(0) for f in features]})"
+            )
+        first_align, mapped_g, mapped_u = [], [], []
+        for m, (f, w, b, g) in enumerate(zip(features, weights, biases, self.generic_channels)):
+            halves = ((slice(0, g), self._readers(m, generic=True)),
+                      (slice(g, None), self._readers(m, generic=False)))
+            outs = []
+            for rows, readers in halves:
+                if not readers:
+                    outs.append([])
+                    continue
+                stacked_w = torch.cat([layer.weight for layer in readers])
+                stacked_b = torch.cat([layer.bias for layer in readers])
+                y = linear_chain(f, w[rows], None if b is None else b[rows], stacked_w,
+                                 stacked_b)
+                outs.append(list(y.split([layer.out_features for layer in readers], dim=1)))
+            generic_out, unique_out = outs
+            if self.align_heads is not None:
+                first_align.append(generic_out.pop(0))
+            if self.generic_maps is not None:
+                mapped_g.append(generic_out.pop(0))
+                mapped_u.append(unique_out.pop(0))
+        terms = {}
+        if self.align_heads is not None:
+            terms["align"] = self._alignment(first_align)
+        if self.generic_maps is not None:
+            terms["distance"] = self._distancing(mapped_g, mapped_u)
+        return terms
+
+    def _readers(self, m: int, generic: bool) -> list[Linear]:
+        """The linear layers that read modality ``m``'s generic (or unique) half, in the
+        order :meth:`forward_affine` splits their outputs."""
+        layers = []
+        if generic and self.align_heads is not None:
+            layers.append(self.align_heads[m].mlp[0])
+        maps = self.generic_maps if generic else self.unique_maps
+        if maps is not None:
+            layers.append(maps[m])
+        return layers
 
     def weighted_sum(self, terms: Mapping[str, Tensor]) -> Tensor:
         r""":math:`\alpha \mathcal{L}_{\mathrm{align}} + \beta \mathcal{L}_{\mathrm{dist}}`

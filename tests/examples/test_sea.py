@@ -1,6 +1,7 @@
 """Tests of examples/sea.py: SEA assembled from the library's layers and losses."""
 
 import argparse
+import copy
 import itertools
 
 import pytest
@@ -378,3 +379,34 @@ def test_embed_matches_dense_reference(tiny_data, options):
     users_out, items_out = model.embed()
     torch.testing.assert_close(users_out, torch.cat(user_parts, 1))
     torch.testing.assert_close(items_out, items + dense @ items)  # eq. 12 and 17
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def test_mlp_encoder_loss_matches_the_formed_separated_representations(tiny_data, variant):
+    """With the MLP encoder, SEA.loss never forms the wide s^m (linear_chain and
+    SeparateLearning.forward_affine); loss and gradients equal the formed computation."""
+    align, distance = VARIANTS[variant]
+    model = _model(tiny_data, align=align, distance=distance, reg_weight=1e-3).double()
+    twin = copy.deepcopy(model)
+    users, pos, neg = bpr_batch(tiny_data, seed=2)
+    torch.manual_seed(3)
+    out = model.loss(users, pos, neg)
+    torch.manual_seed(3)
+    separated = twin.separated()  # formed: (I, d_m) per modality
+    inputs = twin.item_inputs(separated)
+    user_out, item_out = twin.propagate(inputs)
+    scores = twin._pair_scores(user_out[users], item_out[pos], item_out[neg])
+    ego = (torch.cat([emb(users) for emb in twin.user_emb], dim=1),
+           torch.cat([x[pos] for x in inputs], dim=1), torch.cat([x[neg] for x in inputs], dim=1))
+    items = torch.unique(torch.cat([pos, neg]))
+    terms = twin.separate([s[items] for s in separated])
+    ref = twin.bpr(*scores, *ego) + twin.separate.weighted_sum(terms)
+    torch.testing.assert_close(out["loss"], ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(out["distance"], terms["distance"], rtol=1e-9, atol=1e-12)
+    params, twin_params = list(model.parameters()), list(twin.parameters())
+    grads = torch.autograd.grad(out["loss"], params, allow_unused=True)
+    ref_grads = torch.autograd.grad(ref, twin_params, allow_unused=True)
+    for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
+        assert (g is None) == (r is None), name
+        if g is not None:
+            torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-12, msg=name)

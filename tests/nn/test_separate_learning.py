@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import pytest
@@ -161,3 +162,55 @@ def test_bad_arguments():
         module([torch.randn(5, 4), torch.randn(5, 5)])
     with pytest.raises(ValueError, match="same items"):
         module([torch.randn(5, 4), torch.randn(6, 6)])
+
+
+AFFINE_WIDTHS = [30, 7, 40]  # wide modalities take linear_chain's composed order
+AFFINE_FEATURES = [30, 12, 40]
+AFFINE_BATCH = 40
+
+
+@pytest.mark.parametrize("align, distance", [("solosim", "club"), ("infonce", "l2"),
+                                             ("none", "club"), ("solosim", "none")])
+def test_forward_affine_matches_forward_on_the_mapped_features(align, distance):
+    module = _module(widths=AFFINE_WIDTHS, align=align, distance=distance, proj_hidden=4,
+                     proj_dim=3, club_dim=2).double()
+    twin = copy.deepcopy(module)
+    gen = torch.Generator().manual_seed(1)
+    feats = [torch.randn(AFFINE_BATCH, f, generator=gen, dtype=torch.double)
+             for f in AFFINE_FEATURES]
+    maps = [torch.nn.Linear(f, w).double() for f, w in zip(AFFINE_FEATURES, AFFINE_WIDTHS)]
+    torch.manual_seed(7)
+    ref = module([m(f) for m, f in zip(maps, feats)])
+    torch.manual_seed(7)
+    out = twin.forward_affine(feats, [m.weight for m in maps], [m.bias for m in maps])
+    assert set(out) == set(ref)
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-9, atol=1e-10)
+    params = [p for m in maps for p in m.parameters()]
+    grads = torch.autograd.grad(sum(out.values()), params + list(twin.parameters()),
+                                allow_unused=True)
+    ref_grads = torch.autograd.grad(sum(ref.values()), params + list(module.parameters()),
+                                    allow_unused=True)
+    for g, r in zip(grads, ref_grads):
+        assert (g is None) == (r is None)
+        if g is not None:
+            torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-10)
+    if distance == "club":  # the estimator was fitted on the same samples
+        for p, q in zip(twin.auxiliary_parameters(), module.auxiliary_parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-10)
+
+
+def test_forward_affine_bad_arguments():
+    module = SeparateLearning([4, 6], club_steps=1)
+    feats, weights, biases = [torch.randn(5, 3), torch.randn(5, 2)], [
+        torch.randn(4, 3), torch.randn(6, 2)], [None, torch.zeros(6)]
+    with pytest.raises(ValueError, match="expected 2 features, weights and biases"):
+        module.forward_affine(feats[:1], weights, biases)
+    with pytest.raises(ValueError, match=r"modality 1: features must be \[B, F_in\] and "
+                                         r"weights \[6, F_in\]"):
+        module.forward_affine(feats, [weights[0], weights[1].t()], biases)
+    with pytest.raises(ValueError, match=r"modality 1: bias must have shape \[6\]"):
+        module.forward_affine(feats, weights, [None, torch.zeros(4)])
+    with pytest.raises(ValueError, match="same items"):
+        module.forward_affine([feats[0], feats[1][:3]], weights, biases)
+    assert set(module.forward_affine(feats, weights, biases)) == {"align", "distance"}
