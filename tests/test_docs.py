@@ -64,10 +64,14 @@ def test_own_model_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_separate_learning_tutorial_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = python_blocks(DOCS / "tutorials" / "separate_learning.rst")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {"__name__": "tutorial"}
     for block in blocks:
         exec(compile(block, "separate_learning.rst", "exec"), namespace)
+    fast, formed = namespace["fast"], namespace["formed"]  # forward_affine vs forward
+    assert set(fast) == set(formed) == {"align", "distance"}
+    for key in fast:
+        torch.testing.assert_close(fast[key], formed[key], rtol=1e-4, atol=1e-5)
     history = namespace["result"].history
     assert {"train_bpr", "train_align", "train_distance"} <= set(history[-1])
     assert history[-1]["train_bpr"] < history[0]["train_bpr"]
