@@ -233,3 +233,22 @@ def test_synthetic_export_layout_check(tmp_path):
     splits["test.json"] = {"1": [2]}
     (folder / "0-core" / "test.json").write_text(json.dumps(splits["test.json"]))
     export_synthetic.check_layout(folder, "0-core")
+
+
+def test_summarize_micro_runs(tmp_path):
+    summarize_runs = _import("summarize_runs")
+    namespace = "2026-11-28 18:01:  Namespace(data_path='../data/', seed=0, epoch=1000, lr=1e-05)\n"
+    done, cut = tmp_path / "cold_s0.log", tmp_path / "cold_s1.log"
+    done.write_text(namespace + MICRO_LOG + "2026-11-28 18:04:  #####Early stop! #####\n")
+    cut.write_text(namespace + MICRO_LOG)  # no early stop, no final dict: still running
+    out = summarize_runs.summarize([done, cut])
+    first, second = out["runs"]
+    assert first["complete"] and first["early_stopped"] and not second["complete"]
+    assert (first["seed"], first["lr"], first["max_epochs"]) == (0, 1e-5, 1000)
+    assert (first["best_epoch"], first["epochs_run"]) == (1, 2)
+    assert first["valid_recall_at_20"] == pytest.approx(0.09579)
+    assert first["test_recall_at_20"] == pytest.approx(0.08276)
+    assert first["train_s_per_epoch"] == pytest.approx((41.2 + 42.9) / 2, abs=1e-3)
+    group = out["summary"]["cold"]
+    assert group["seeds_complete"] == [0] and group["seeds_cut"] == [1]
+    assert group["test_recall_at_20"] == {"mean": 0.0828, "std": 0.0, "n": 1}
