@@ -252,3 +252,7 @@ def test_summarize_micro_runs(tmp_path):
     group = out["summary"]["cold"]
     assert group["seeds_complete"] == [0] and group["seeds_cut"] == [1]
     assert group["test_recall_at_20"] == {"mean": 0.0828, "std": 0.0, "n": 1}
+    curves = summarize_runs.curves([done])["cold_s0"]
+    assert curves == {
+        "epoch": [1, 3], "valid_recall@20": [0.09579, 0.09], "test_recall@20": [[1, 0.08276]]
+    }

@@ -1,6 +1,6 @@
 """Per-seed summary of official MICRO runs (logs of ``run_synthetic_cold.sh``) as one JSON.
 
-    python benchmarks/official/summarize_runs.py --out FILE.json LOG [LOG ...]
+    python benchmarks/official/summarize_runs.py --out FILE.json [--curves CURVES.json] LOG ...
 
 For every log: the best-validation epoch (the first with the highest valid Recall@20, the
 epoch whose test figures MICRO prints), its valid and test Recall@20 and NDCG@20 (MICRO's own
@@ -8,7 +8,8 @@ NDCG formula, see ``DIFFERENCES.md``), the epochs run, the mean training and eva
 seconds per epoch and whether the run ended by itself (``complete``: early stop, or all its
 epochs) or was cut (killed, still running). Then the mean and sample standard deviation
 (``ddof=1``) of valid and test Recall@20 over the complete runs, per group of logs that
-differ only by their ``_s<seed>`` suffix.
+differ only by their ``_s<seed>`` suffix. ``--curves`` also writes every run's per-epoch
+valid Recall@20 and its test Recall@20 where MICRO evaluated it, compactly (:func:`curves`).
 """
 
 from __future__ import annotations
@@ -88,11 +89,31 @@ def summarize(paths: list[Path]) -> dict[str, Any]:
     return {"runs": runs, "summary": summary}
 
 
+def curves(paths: list[Path]) -> dict[str, dict[str, list]]:
+    """Per log (by file stem): ``epoch`` and ``valid_recall@20`` lists, and ``test_recall@20``
+    as ``[epoch, value]`` pairs (MICRO evaluates the test split only when validation
+    improves)."""
+    out = {}
+    for path in paths:
+        records = parse_log(path, "micro")
+        out[path.stem] = {
+            "epoch": [r["epoch"] for r in records],
+            MONITOR: [r[MONITOR] for r in records],
+            TEST_KEY: [[r["epoch"], r[TEST_KEY]] for r in records if TEST_KEY in r],
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("log", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
+    parser.add_argument("--curves", type=Path, help="also write the per-epoch curves here")
     args = parser.parse_args()
+    if args.curves:
+        args.curves.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in curves(args.log).items()]
+        args.curves.write_text("{\n" + ",\n".join(lines) + "\n}\n")
     text = json.dumps(summarize(args.log), indent=1) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
