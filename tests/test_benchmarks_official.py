@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,3 +176,83 @@ def test_side_by_side_table_reads_our_metrics(tmp_path):
     assert "| SEA | ours | 3 | 2 | 0.1200 | 0.0950 |" in table
     assert plot.curve("-") is None
     assert plot.curve_or_warn(str(tmp_path / "missing.json")) is None
+
+
+def test_synthetic_export_matches_the_example_data(tmp_path):
+    _import("prepare_data")  # export_synthetic imports it by name
+    export_synthetic = _import("export_synthetic")
+    folder = export_synthetic.export(tmp_path, seed=1)
+    prints = export_synthetic.check(tmp_path, seed=1)  # files vs a fresh build of the data
+    cold = prints["0-core"]
+    # the data of `examples/micro.py train --cold-start --seed 1`, built here independently
+    data = cold_start_split(
+        load_dataset("synthetic", num_users=1000, num_items=500, num_interactions=20000, seed=1),
+        seed=1,
+    )
+    assert (cold["num_users"], cold["num_items"]) == (1000, 500)
+    train = json.loads((folder / "0-core" / "train.json").read_text())
+    pairs = {(int(u), i) for u, items in train.items() for i in items}
+    assert pairs == set(map(tuple, data[split_edge_type("train")].edge_index.t().tolist()))
+    info = json.loads((folder / "0-core" / "cold_start_info.json").read_text())
+    cold_items = set(torch.nonzero(data["item"].cold_mask).flatten().tolist())
+    assert set(info["cold_valid_items"]) | set(info["cold_test_items"]) <= cold_items
+    assert not set(info["cold_valid_items"]) & set(info["cold_test_items"])
+    for modality, dim in (("image", 64), ("text", 32)):
+        written = torch.from_numpy(np.load(folder / f"{modality}_feat.npy"))
+        assert written.shape == (500, dim)
+        assert torch.equal(written, data["item"][f"{modality}_feat"].float())
+    # a missing pair, or another seed's data, is caught
+    val = json.loads((folder / "0-core" / "val.json").read_text())
+    user = next(u for u, items in val.items() if items)
+    val[user] = val[user][1:]
+    (folder / "0-core" / "val.json").write_text(json.dumps(val))
+    with pytest.raises(ValueError, match="differs from the harness"):
+        export_synthetic.check(tmp_path, seed=1)
+    (folder.parent / export_synthetic.dataset_name(2)).symlink_to(folder)
+    with pytest.raises(ValueError, match="differs from the harness"):
+        export_synthetic.check(tmp_path, seed=2)
+
+
+def test_synthetic_export_layout_check(tmp_path):
+    _import("prepare_data")
+    export_synthetic = _import("export_synthetic")
+    folder = tmp_path / "d"
+    (folder / "0-core").mkdir(parents=True)
+    np.save(folder / "image_feat.npy", np.zeros((3, 2), dtype=np.float32))
+    np.save(folder / "text_feat.npy", np.zeros((3, 1), dtype=np.float32))
+    splits = {"train.json": {"0": [0], "1": [1]}, "val.json": {"0": [1]}, "test.json": {"1": []}}
+    for name, table in splits.items():
+        (folder / "0-core" / name).write_text(json.dumps(table))
+    # item 2 appears in no file: the official loader would see 2 items, the features have 3
+    with pytest.raises(ValueError, match="would see 2 items"):
+        export_synthetic.check_layout(folder, "0-core")
+    splits["test.json"] = {"2": [2]}  # user 2 has no training pair
+    (folder / "0-core" / "test.json").write_text(json.dumps(splits["test.json"]))
+    with pytest.raises(ValueError, match="users without training pairs"):
+        export_synthetic.check_layout(folder, "0-core")
+    splits["test.json"] = {"1": [2]}
+    (folder / "0-core" / "test.json").write_text(json.dumps(splits["test.json"]))
+    export_synthetic.check_layout(folder, "0-core")
+
+
+def test_summarize_micro_runs(tmp_path):
+    summarize_runs = _import("summarize_runs")
+    namespace = "2026-11-28 18:01:  Namespace(data_path='../data/', seed=0, epoch=1000, lr=1e-05)\n"
+    done, cut = tmp_path / "cold_s0.log", tmp_path / "cold_s1.log"
+    done.write_text(namespace + MICRO_LOG + "2026-11-28 18:04:  #####Early stop! #####\n")
+    cut.write_text(namespace + MICRO_LOG)  # no early stop, no final dict: still running
+    out = summarize_runs.summarize([done, cut])
+    first, second = out["runs"]
+    assert first["complete"] and first["early_stopped"] and not second["complete"]
+    assert (first["seed"], first["lr"], first["max_epochs"]) == (0, 1e-5, 1000)
+    assert (first["best_epoch"], first["epochs_run"]) == (1, 2)
+    assert first["valid_recall_at_20"] == pytest.approx(0.09579)
+    assert first["test_recall_at_20"] == pytest.approx(0.08276)
+    assert first["train_s_per_epoch"] == pytest.approx((41.2 + 42.9) / 2, abs=1e-3)
+    group = out["summary"]["cold"]
+    assert group["seeds_complete"] == [0] and group["seeds_cut"] == [1]
+    assert group["test_recall_at_20"] == {"mean": 0.0828, "std": 0.0, "n": 1}
+    curves = summarize_runs.curves([done])["cold_s0"]
+    assert curves == {
+        "epoch": [1, 3], "valid_recall@20": [0.09579, 0.09], "test_recall@20": [[1, 0.08276]]
+    }
