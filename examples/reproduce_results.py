@@ -79,6 +79,8 @@ WARM = [
     Row("SEA w/o alignment", "sea", ["--align", "none", "--distance", "club", *OFF_ALIGN], True),
     Row("SEA w/o both", "sea", ["--align", "none", "--distance", "none", *OFF_ALIGN,
                                 *OFF_DISTANCE], True),
+    # SEA's modules on top of free item ID embeddings (the plug-and-play use, issue 14)
+    Row("SEA-a + item ID embedding", "sea", ["--variant", "a", "--item-id-embedding"], True),
 ]  # fmt: skip
 #: The cold-start table (MICRO 4.1.3 protocol).
 COLD = [

@@ -105,7 +105,7 @@ case " $JOBS " in  # process the data set once, before five processes race to wr
   *" ours_"*) "$PY" -c "from pyg_multirec.datasets import load_dataset as f; f('$DATASET', '$OFFICIAL/data')" \
     >> "$LOGS/environment.txt" 2>&1 ;;
 esac
-start ours_sea "$REPO" "$PY" examples/sea.py "${OURS_ARGS[@]}" --out "$WORK/ours/sea"
+start ours_sea "$REPO" "$PY" examples/sea.py "${OURS_ARGS[@]}" --lr 1e-4 --out "$WORK/ours/sea"  # the official lr
 # MF and LightGCN with the configuration of the MMRec jobs above (MMRec's EmbLoss: norm form).
 start ours_mf "$REPO" "$PY" examples/mf.py "${OURS_ARGS[@]}" --reg-form norm --reg-weight 1.0 \
   --out "$WORK/ours/mf"
