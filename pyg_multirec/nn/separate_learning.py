@@ -274,11 +274,23 @@ class SeparateLearning(Module):
 
     def forward(self, xs: Sequence[Tensor]) -> dict[str, Tensor]:
         generic, unique = self.split(xs)
+        first_align, mapped_g, mapped_u = [], [], []
+        if self.align_heads is not None:
+            first_align = [head.mlp[0](g) for head, g in zip(self.align_heads, generic)]
+        if self.generic_maps is not None and self.unique_maps is not None:
+            mapped_g = [f(x) for f, x in zip(self.generic_maps, generic)]
+            mapped_u = [f(x) for f, x in zip(self.unique_maps, unique)]
+        return self._terms(first_align, mapped_g, mapped_u)
+
+    def _terms(self, first_align: Sequence[Tensor], mapped_g: Sequence[Tensor],
+               mapped_u: Sequence[Tensor]) -> dict[str, Tensor]:
+        """The enabled terms from what the first layers made of the halves: the projection
+        heads' first layers (alignment) and :math:`G_m g^m, U_m u^m` (distancing)."""
         terms = {}
         if self.align_heads is not None:
-            terms["align"] = self.alignment(generic)
+            terms["align"] = self._alignment(first_align)
         if self.generic_maps is not None:
-            terms["distance"] = self.distancing(generic, unique)
+            terms["distance"] = self._distancing(mapped_g, mapped_u)
         return terms
 
     def forward_affine(
@@ -326,30 +338,17 @@ class SeparateLearning(Module):
             )
         first_align, mapped_g, mapped_u = [], [], []
         for m, (f, w, b, g) in enumerate(zip(features, weights, biases, self.generic_channels)):
-            halves = ((slice(0, g), self._readers(m, generic=True)),
-                      (slice(g, None), self._readers(m, generic=False)))
-            outs = []
-            for rows, readers in halves:
-                if not readers:
-                    outs.append([])
-                    continue
-                stacked_w = torch.cat([layer.weight for layer in readers])
-                stacked_b = torch.cat([layer.bias for layer in readers])
-                y = linear_chain(f, w[rows], None if b is None else b[rows], stacked_w,
-                                 stacked_b)
-                outs.append(list(y.split([layer.out_features for layer in readers], dim=1)))
-            generic_out, unique_out = outs
+            halves = []
+            for rows, generic in ((slice(0, g), True), (slice(g, None), False)):
+                readers = self._readers(m, generic)
+                halves.append(_chained(f, w[rows], None if b is None else b[rows], readers))
+            generic_out, unique_out = halves
             if self.align_heads is not None:
                 first_align.append(generic_out.pop(0))
             if self.generic_maps is not None:
                 mapped_g.append(generic_out.pop(0))
                 mapped_u.append(unique_out.pop(0))
-        terms = {}
-        if self.align_heads is not None:
-            terms["align"] = self._alignment(first_align)
-        if self.generic_maps is not None:
-            terms["distance"] = self._distancing(mapped_g, mapped_u)
-        return terms
+        return self._terms(first_align, mapped_g, mapped_u)
 
     def _readers(self, m: int, generic: bool) -> list[Linear]:
         """The linear layers that read modality ``m``'s generic (or unique) half, in the
@@ -377,3 +376,16 @@ class SeparateLearning(Module):
             f"{self.__class__.__name__}({self.in_channels}, align={self.align!r}, "
             f"distance={self.distance!r}, alpha={self.alpha}, beta={self.beta})"
         )
+
+
+def _chained(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+             readers: Sequence[Linear]) -> list[Tensor]:
+    """Each reader applied to ``x W^T + b`` (one :func:`linear_chain` over the stacked
+    readers, then split), without forming ``x W^T + b``."""
+    if not readers:
+        return []
+    stacked_w = torch.cat([layer.weight for layer in readers])
+    stacked_b = torch.cat([layer.bias for layer in readers])
+    out = linear_chain(x, weight, bias, stacked_w, stacked_b)
+    return list(out.split([layer.out_features for layer in readers], dim=1))
+
