@@ -57,6 +57,10 @@ def linear_chain(
             f"{tuple(inner_weight.shape)} -> outer_weight {tuple(outer_weight.shape)} (a weight "
             f"is (out_features, in_features))"
         )
+    for name, bias, width in (("inner_bias", inner_bias, f_mid), ("outer_bias", outer_bias, f_out)):
+        if bias is not None and tuple(bias.shape) != (width,):
+            raise ValueError(f"linear_chain: {name} must have shape [{width}] (got "
+                             f"{tuple(bias.shape)})")
     through_middle = rows * f_mid * (f_in + f_out)
     composed = f_out * f_mid * f_in + rows * f_in * f_out
     if composed >= through_middle:

@@ -70,3 +70,7 @@ def test_shapes_that_do_not_chain_are_an_error():
         linear_chain(x, w1.t(), b1, w2, b2)
     with pytest.raises(ValueError, match="2-D"):
         linear_chain(x[0], w1, b1, w2, b2)
+    with pytest.raises(ValueError, match=r"inner_bias must have shape \[6\]"):
+        linear_chain(x, w1, b1[:1], w2, b2)
+    with pytest.raises(ValueError, match=r"outer_bias must have shape \[3\]"):
+        linear_chain(x, w1, b1, w2, b2.sum())  # a scalar would broadcast silently
