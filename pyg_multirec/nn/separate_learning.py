@@ -388,4 +388,3 @@ def _chained(x: Tensor, weight: Tensor, bias: Optional[Tensor],
     stacked_b = torch.cat([layer.bias for layer in readers])
     out = linear_chain(x, weight, bias, stacked_w, stacked_b)
     return list(out.split([layer.out_features for layer in readers], dim=1))
-
