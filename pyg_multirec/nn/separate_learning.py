@@ -274,18 +274,24 @@ class SeparateLearning(Module):
 
     def forward(self, xs: Sequence[Tensor]) -> dict[str, Tensor]:
         generic, unique = self.split(xs)
-        first_align, mapped_g, mapped_u = [], [], []
-        if self.align_heads is not None:
-            first_align = [head.mlp[0](g) for head, g in zip(self.align_heads, generic)]
-        if self.generic_maps is not None and self.unique_maps is not None:
-            mapped_g = [f(x) for f, x in zip(self.generic_maps, generic)]
-            mapped_u = [f(x) for f, x in zip(self.unique_maps, unique)]
-        return self._terms(first_align, mapped_g, mapped_u)
+        read = [([layer(g) for layer in self._readers(m, generic=True)],
+                 [layer(u) for layer in self._readers(m, generic=False)])
+                for m, (g, u) in enumerate(zip(generic, unique))]
+        return self._terms(read)
 
-    def _terms(self, first_align: Sequence[Tensor], mapped_g: Sequence[Tensor],
-               mapped_u: Sequence[Tensor]) -> dict[str, Tensor]:
-        """The enabled terms from what the first layers made of the halves: the projection
-        heads' first layers (alignment) and :math:`G_m g^m, U_m u^m` (distancing)."""
+    def _terms(self, read: Sequence[tuple[list[Tensor], list[Tensor]]]) -> dict[str, Tensor]:
+        """The enabled terms from what the first layers made of the halves: ``read[m]`` holds
+        the outputs of the layers that read modality ``m``'s generic and unique halves, in
+        :meth:`_readers`' order (the projection head's first layer for alignment, then
+        :math:`G_m`; :math:`U_m`)."""
+        first_align, mapped_g, mapped_u = [], [], []
+        for generic_out, unique_out in read:
+            generic_out = list(generic_out)
+            if self.align_heads is not None:
+                first_align.append(generic_out.pop(0))
+            if self.generic_maps is not None:
+                mapped_g.append(generic_out.pop(0))
+                mapped_u.append(unique_out[0])
         terms = {}
         if self.align_heads is not None:
             terms["align"] = self._alignment(first_align)
@@ -336,23 +342,18 @@ class SeparateLearning(Module):
                 f"every modality needs the same items (got batch sizes "
                 f"{[f.size(0) for f in features]})"
             )
-        first_align, mapped_g, mapped_u = [], [], []
+        read = []
         for m, (f, w, b, g) in enumerate(zip(features, weights, biases, self.generic_channels)):
-            halves = []
-            for rows, generic in ((slice(0, g), True), (slice(g, None), False)):
-                readers = self._readers(m, generic)
-                halves.append(_chained(f, w[rows], None if b is None else b[rows], readers))
-            generic_out, unique_out = halves
-            if self.align_heads is not None:
-                first_align.append(generic_out.pop(0))
-            if self.generic_maps is not None:
-                mapped_g.append(generic_out.pop(0))
-                mapped_u.append(unique_out.pop(0))
-        return self._terms(first_align, mapped_g, mapped_u)
+            generic_out, unique_out = (
+                _chained(f, w[rows], None if b is None else b[rows], self._readers(m, generic))
+                for rows, generic in ((slice(0, g), True), (slice(g, None), False))
+            )
+            read.append((generic_out, unique_out))
+        return self._terms(read)
 
     def _readers(self, m: int, generic: bool) -> list[Linear]:
         """The linear layers that read modality ``m``'s generic (or unique) half, in the
-        order :meth:`forward_affine` splits their outputs."""
+        order :meth:`_terms` reads their outputs."""
         layers = []
         if generic and self.align_heads is not None:
             layers.append(self.align_heads[m].mlp[0])
