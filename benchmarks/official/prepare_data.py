@@ -21,8 +21,10 @@ be missing; it is then skipped). Written:
   ``5-core/{train,val,test}.json`` (the warm split, ``x_label`` 0/1/2 of the ``.inter`` file)
   and ``0-core/{train,val,test}.json`` (the item cold-start split of
   :func:`pyg_multirec.datasets.cold_start_split` with ``--cold-seed``, i.e. the same cold
-  items as ``python examples/micro.py train --cold-start --seed 0``). MICRO chooses the folder
-  with ``--core 5`` (warm) or ``--core 0`` (cold).
+  items as ``python examples/micro.py train --cold-start --seed S`` with S = ``--cold-seed``,
+  default 0). MICRO chooses the folder with ``--core 5`` (warm) or ``--core 0`` (cold).
+  ``--micro-name`` writes them to ``MICRO/data/<micro-name>/`` instead (the official code
+  then runs with ``--dataset <micro-name>``), e.g. one folder per cold seed.
 
 Nothing here is official code; the data files are never written into this repository.
 """
@@ -127,6 +129,11 @@ def main() -> None:
         "--image-modality", default="genre", help="modality written as image_feat.npy"
     )
     parser.add_argument("--cold-seed", type=int, default=0, help="seed of cold_start_split")
+    parser.add_argument(
+        "--micro-name",
+        help="folder name under MICRO/data (default: --dataset); e.g. ml100k_c1 with "
+        "--cold-seed 1 for the cold split of `examples/micro.py --cold-start --seed 1`",
+    )
     args = parser.parse_args()
 
     official = Path(args.official)
@@ -153,7 +160,7 @@ def main() -> None:
     if not (micro / "codes").is_dir():
         print(f"MICRO: not found under {official}, skipped")
         return
-    folder = micro / "data" / args.dataset
+    folder = micro / "data" / (args.micro_name or args.dataset)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source / "text_feat.npy", folder / "text_feat.npy")
     shutil.copyfile(source / f"{args.image_modality}_feat.npy", folder / "image_feat.npy")
