@@ -256,3 +256,37 @@ def test_summarize_micro_runs(tmp_path):
     assert curves == {
         "epoch": [1, 3], "valid_recall@20": [0.09579, 0.09], "test_recall@20": [[1, 0.08276]]
     }
+
+
+def test_micro_ml100k_table(tmp_path):
+    pytest.importorskip("scipy")
+    from scipy.stats import ttest_rel
+
+    table_script = _import("micro_ml100k_table")
+    (tmp_path / "official").mkdir()
+    official_test = {0: 0.08276, 1: 0.05}
+    for seed, test in official_test.items():
+        log = MICRO_LOG.replace("0.08276", str(test))
+        (tmp_path / "official" / f"micro_cold_s{seed}.log").write_text(log)
+    ours_test = {0: 0.1, 1: 0.07}
+    for seed, test in ours_test.items():
+        run = tmp_path / "ours" / f"cold-defaults-s{seed}"
+        run.mkdir(parents=True)
+        metrics = {"best_valid": {"recall@20": 0.2}, "test": {"recall@20": test}, "best_epoch": 4}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "history.json").write_text(json.dumps([{"epoch": e} for e in range(1, 25)]))
+    groups = {
+        **table_script.official_runs(tmp_path / "official"),
+        **table_script.our_runs(tmp_path / "ours"),
+    }
+    assert groups["official micro_cold"][1] == {
+        "valid": pytest.approx(0.09579), "test": pytest.approx(0.05), "best_epoch": 1, "epochs": 2
+    }
+    assert groups["cold-defaults"][0] == {"valid": 0.2, "test": 0.1, "best_epoch": 4, "epochs": 24}
+    lines = table_script.table(groups, ["official micro_cold"]).splitlines()
+    expected_p = ttest_rel([0.1, 0.07], [0.08276, 0.05]).pvalue
+    ours_row = next(line for line in lines if line.startswith("| cold-defaults (seeds 0,1)"))
+    assert "| 0.0850 ± 0.0212 |" in ours_row and "0.1000 (4/24) / 0.0700 (4/24)" in ours_row
+    assert ours_row.endswith(f"| {expected_p:.3f} |")
+    official_row = next(line for line in lines if line.startswith("| official micro_cold"))
+    assert official_row.endswith("| - |")  # the reference is not tested against itself
