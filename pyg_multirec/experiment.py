@@ -38,6 +38,7 @@ from pyg_multirec.export import (
     recommend_command,
 )
 from pyg_multirec.models import Recommender
+from pyg_multirec.sampling import PAIR_SAMPLING
 from pyg_multirec.train import TrainResult, resolve_device, seed_everything, train
 from pyg_multirec.tune import add_tune_arguments, run_tune
 
@@ -99,6 +100,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="BPR negatives drawn from all items, or only from the warm items (those with a "
         "training interaction; with --cold-start the cold items are then never negatives)",
+    )
+    group.add_argument(
+        "--pair-sampling",
+        choices=PAIR_SAMPLING,
+        default="edges",
+        help="each epoch a shuffled pass over the training pairs (edges), or as many draws of "
+        "a uniform user and one of its pairs (users: every user weighs the same; MICRO's "
+        "official sampler)",
     )
     group.add_argument("--patience", type=int, default=20, help="early stopping on valid Recall@20")
     group.add_argument("--dim", type=int, default=64, help="embedding dimension")
@@ -208,6 +217,7 @@ def train_with_args(
         device=args.device,
         max_train_batches=args.max_batches,
         negative_items=warm_items(data) if args.negatives == "warm" else None,
+        pair_sampling=getattr(args, "pair_sampling", "edges"),  # older saved configurations
         **kwargs,
     )
 

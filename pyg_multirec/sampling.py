@@ -17,6 +17,10 @@ from pyg_multirec._checks import check_int, out_of_range
 MAX_REJECTION_ROUNDS = 10
 
 
+#: How :class:`BPRSampler` draws the positive pairs of an epoch.
+PAIR_SAMPLING = ("edges", "users")
+
+
 def interaction_keys(edge_index: Tensor, num_items: int) -> Tensor:
     r"""Encodes :obj:`(user, item)` pairs as the sorted, duplicate-free keys
     :math:`u \cdot I + i` that :func:`sample_negatives` searches.
@@ -101,7 +105,11 @@ class BPRSampler:
     Implicit Feedback" <https://arxiv.org/abs/1205.2618>`_ paper and the MMRec trainer.
 
     One pass of :meth:`__iter__` is one epoch over all edges; its negatives are drawn at
-    its start, in one vectorised call (:math:`E \cdot K` ids held for the epoch). Epoch
+    its start, in one vectorised call (:math:`E \cdot K` ids held for the epoch). With
+    :obj:`pairs="users"` an epoch is instead :math:`E` draws of a user, uniform among the
+    users with a training pair, each with one of that user's pairs drawn uniformly (with
+    replacement): every user weighs the same, whatever their number of interactions, as in
+    the sampler of MICRO's official code. Epoch
     :math:`e` (counted by the sampler from :obj:`0`, or set by :meth:`set_epoch`) draws its
     permutation and its negatives from a :class:`torch.Generator` seeded with
     :obj:`seed + e`, so epochs differ but a run is reproducible.
@@ -119,6 +127,9 @@ class BPRSampler:
             given, negatives are drawn uniformly among these items only (still excluding
             the user's observed items; duplicate ids count once). Every user must have at
             least one unobserved item in the set. (default: :obj:`None`, all items)
+        pairs (str, optional): :obj:`"edges"` (a shuffled pass over the training pairs)
+            or :obj:`"users"` (uniform users, then a uniform pair of the user; see
+            above). (default: :obj:`"edges"`)
 
     Shapes:
         - **input:** edge indices :math:`(2, E)`
@@ -136,7 +147,10 @@ class BPRSampler:
         shuffle: bool = True,
         seed: int = 0,
         negative_items: Optional[Tensor] = None,
+        pairs: str = "edges",
     ) -> None:
+        if pairs not in PAIR_SAMPLING:
+            raise ValueError(f"'pairs' must be one of {PAIR_SAMPLING} (got {pairs!r})")
         self.num_users = _check_count(num_users, "num_users")
         self.num_items = _check_count(num_items, "num_items")
         self.batch_size = _check_count(batch_size, "batch_size")
@@ -155,6 +169,12 @@ class BPRSampler:
                 f"items, so no negative item can be sampled for it"
             )
         self.shuffle = bool(shuffle)
+        self.pairs = pairs
+        if pairs == "users":  # the pairs sorted by user, and each user's first position
+            self.by_user = torch.argsort(self.users, stable=True)
+            self.user_degree = torch.bincount(self.users, minlength=self.num_users)
+            self.user_start = torch.cumsum(self.user_degree, 0) - self.user_degree
+            self.active_users = self.user_degree.nonzero().view(-1)
         self.seed = seed
         self.epoch = 0
         self.negative_items: Optional[Tensor] = None
@@ -197,7 +217,9 @@ class BPRSampler:
         generator = torch.Generator(device=device)
         generator.manual_seed(self.seed + self.epoch)
         self.epoch += 1
-        if self.shuffle:
+        if self.pairs == "users":
+            order = self._user_uniform_pairs(generator)
+        elif self.shuffle:
             order = torch.randperm(self.num_edges, generator=generator, device=device)
         else:
             order = torch.arange(self.num_edges, device=device)
@@ -220,11 +242,26 @@ class BPRSampler:
             stop = start + self.batch_size
             yield users[start:stop], pos_items[start:stop], neg_items[start:stop]
 
+    def _user_uniform_pairs(self, generator: torch.Generator) -> Tensor:
+        """Positions of :attr:`num_edges` pairs: a uniform user with a pair, then one of its
+        pairs uniformly."""
+        device = self.users.device
+        pick = torch.randint(
+            self.active_users.numel(), (self.num_edges,), generator=generator, device=device
+        )
+        user = self.active_users[pick]
+        uniform = torch.rand(self.num_edges, generator=generator, device=device,
+                             dtype=torch.float64)  # fmt: skip
+        degree = self.user_degree[user]
+        offset = torch.minimum((uniform * degree).long(), degree - 1)
+        return self.by_user[self.user_start[user] + offset]
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_edges={self.num_edges}, num_users={self.num_users}, "
             f"num_items={self.num_items}, batch_size={self.batch_size}, "
             f"num_negatives={self.num_negatives}, shuffle={self.shuffle}, seed={self.seed}"
+            + ("" if self.pairs == "edges" else f", pairs={self.pairs!r}")
             + (
                 ""
                 if self.negative_items is None

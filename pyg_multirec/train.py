@@ -33,7 +33,7 @@ from pyg_multirec.distributed import Replicas
 from pyg_multirec.evaluation import evaluate
 from pyg_multirec.losses import value_checks
 from pyg_multirec.models import Recommender
-from pyg_multirec.sampling import BPRSampler, check_item_ids
+from pyg_multirec.sampling import PAIR_SAMPLING, BPRSampler, check_item_ids
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -314,6 +314,7 @@ def train(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     evaluate_test: bool = True,
     negative_items: Tensor | None = None,
+    pair_sampling: str = "edges",
 ) -> TrainResult:
     r"""Trains ``model`` with Adam on BPR triples and early stopping on validation.
 
@@ -352,6 +353,9 @@ def train(
             the test split is never read and :attr:`TrainResult.test` is ``{}``.
         negative_items: a 1-D integer tensor of item ids: BPR negatives are then drawn
             uniformly among these items only (see :class:`~pyg_multirec.sampling.BPRSampler`).
+        pair_sampling: ``'edges'`` (each epoch a shuffled pass over the training pairs) or
+            ``'users'`` (uniform users, then a uniform pair of each: MICRO's official
+            sampler); see :class:`~pyg_multirec.sampling.BPRSampler`'s ``pairs``.
 
     A model that keeps state outside its parameters and buffers (e.g. the optimizer of
     an auxiliary estimator) stores it through ``get_extra_state``/``set_extra_state`` so
@@ -366,6 +370,8 @@ def train(
     """
     _check_arguments(data, epochs, batch_size, patience, monitor, ks, resume, checkpoint_path)
     num_users, num_items = data["user"].num_nodes, data["item"].num_nodes
+    if pair_sampling not in PAIR_SAMPLING:
+        raise ValueError(f"'pair_sampling' must be one of {PAIR_SAMPLING} (got {pair_sampling!r})")
     if negative_items is not None:
         negative_items = check_item_ids(negative_items, num_items, "negative_items")
     distributed.from_environment().check_batch_size(batch_size)  # before joining a group
@@ -397,6 +403,7 @@ def train(
         batch_size,
         seed=seed * EPOCH_SEED_STRIDE,
         negative_items=negative_items,
+        pairs=pair_sampling,
     )
     num_batches = len(sampler)
     if max_train_batches is not None:

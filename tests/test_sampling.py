@@ -168,6 +168,7 @@ def test_user_with_every_item_raises():
         ({"num_negatives": 0}, ValueError, "'num_negatives' must be >= 1"),
         ({"num_items": 0}, ValueError, "'num_items' must be >= 1"),
         ({"seed": "a"}, TypeError, "'seed' must be an int"),
+        ({"pairs": "items"}, ValueError, r"'pairs' must be one of \('edges', 'users'\)"),
     ],
 )
 def test_sampler_errors(kwargs, error, match):
@@ -272,3 +273,46 @@ def test_negative_items_errors(negative_items, error, match):
     edges = torch.tensor([[0, 0, 1], [1, 2, 0]])
     with pytest.raises(error, match=match):
         BPRSampler(edges, 2, 5, batch_size=2, negative_items=negative_items)
+
+
+def test_user_uniform_pairs():
+    # user 0 has 1 pair, user 1 has 3, user 2 has 6, user 3 none: "users" gives each active
+    # user a third of the draws and each of its pairs an equal share of the user's draws
+    degrees = [1, 3, 6]
+    edges = torch.tensor(
+        [[u for u, d in enumerate(degrees) for _ in range(d)],
+         [i for d in degrees for i in range(d)]]
+    )  # fmt: skip
+    perm = torch.randperm(edges.size(1), generator=torch.Generator().manual_seed(0))
+    edges = edges[:, perm]  # the sampler must not rely on the pairs being grouped by user
+    sampler = BPRSampler(edges, num_users=4, num_items=8, batch_size=4, pairs="users")
+    assert len(sampler) == 3 and "pairs='users'" in repr(sampler)
+    observed = torch.zeros(4, 8, dtype=torch.bool)
+    observed[edges[0], edges[1]] = True
+    pair_counts = torch.zeros(4, 8)
+    rounds = 600
+    for _ in range(rounds):
+        for users, pos, neg in sampler:
+            pair_counts.index_put_((users, pos), torch.ones(users.numel()), accumulate=True)
+            assert not observed[users, neg].any()  # negatives stay unobserved
+    assert pair_counts.sum() == rounds * edges.size(1)
+    assert pair_counts[~observed].sum() == 0  # only training pairs are drawn
+    per_user = pair_counts.sum(1)
+    assert per_user[3] == 0
+    assert chi_square(per_user[:3]) < 13.82  # 99.9 % quantile, 2 degrees of freedom
+    for user, degree in enumerate(degrees):
+        if degree > 1:
+            counts = pair_counts[user, :degree]
+            assert chi_square(counts) < {3: 13.82, 6: 20.52}[degree]  # 99.9 %, d - 1 dof
+
+
+def test_user_uniform_pairs_reproducible_and_default_unchanged():
+    edges = random_edges(30, 20, 0.3)
+
+    def epoch(**kwargs):
+        return [torch.cat(parts) for parts in zip(*BPRSampler(edges, 30, 20, 16, seed=3, **kwargs))]
+
+    first, again = epoch(pairs="users"), epoch(pairs="users")
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(epoch(), epoch(pairs="edges")))
+    assert not torch.equal(first[0], epoch()[0])

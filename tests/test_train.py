@@ -141,6 +141,36 @@ def test_negative_items_restricts_the_training_negatives(tiny_data):
             train(_mf(tiny_data), tiny_data, epochs=1, progress=False, negative_items=bad)
 
 
+class _UserRecordingMF(MF):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.users = []
+
+    def loss(self, users, pos_items, neg_items):
+        self.users.append(users.clone())
+        return super().loss(users, pos_items, neg_items)
+
+
+def test_pair_sampling_users_weighs_users_equally(tiny_data):
+    edges = tiny_data["user", "train", "item"].edge_index
+    degree = torch.bincount(edges[0], minlength=tiny_data["user"].num_nodes).float()
+    heavy = degree > degree.median()
+    share = {}
+    for mode in ("edges", "users"):
+        model = _UserRecordingMF(tiny_data["user"].num_nodes, tiny_data["item"].num_nodes, dim=8)
+        train(model, tiny_data, epochs=2, batch_size=512, progress=False, evaluate_test=False,
+              pair_sampling=mode)  # fmt: skip
+        users = torch.cat(model.users)
+        assert users.numel() == 2 * edges.size(1)  # an epoch has as many triples either way
+        share[mode] = heavy[users].float().mean().item()
+    # edges: the heavy users' share of the interactions; users: about their share of users
+    assert share["edges"] == pytest.approx((degree * heavy).sum().item() / edges.size(1))
+    assert abs(share["users"] - heavy[degree > 0].float().mean().item()) < 0.05
+    assert share["users"] < share["edges"] - 0.1
+    with pytest.raises(ValueError, match="'pair_sampling' must be one of"):
+        train(_mf(tiny_data), tiny_data, epochs=1, progress=False, pair_sampling="items")
+
+
 def test_progress_off_a_terminal_is_one_plain_line_per_epoch(tiny_data, capsys):
     # pytest's captured streams are not terminals: no tqdm redraws, one line per epoch
     train(_mf(tiny_data), tiny_data, epochs=3, batch_size=256, patience=0, progress=True,
