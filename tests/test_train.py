@@ -116,11 +116,14 @@ def test_evaluate_test_false_never_reads_the_test_split(tiny_data, monkeypatch):
 
 
 class _RecordingMF(MF):
+    """MF that records the users and negatives of every training batch."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.negatives = []
+        self.users, self.negatives = [], []
 
     def loss(self, users, pos_items, neg_items):
+        self.users.append(users.clone())
         self.negatives.append(neg_items.clone())
         return super().loss(users, pos_items, neg_items)
 
@@ -141,23 +144,13 @@ def test_negative_items_restricts_the_training_negatives(tiny_data):
             train(_mf(tiny_data), tiny_data, epochs=1, progress=False, negative_items=bad)
 
 
-class _UserRecordingMF(MF):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.users = []
-
-    def loss(self, users, pos_items, neg_items):
-        self.users.append(users.clone())
-        return super().loss(users, pos_items, neg_items)
-
-
 def test_pair_sampling_users_weighs_users_equally(tiny_data):
     edges = tiny_data["user", "train", "item"].edge_index
     degree = torch.bincount(edges[0], minlength=tiny_data["user"].num_nodes).float()
     heavy = degree > degree.median()
     share = {}
     for mode in ("edges", "users"):
-        model = _UserRecordingMF(tiny_data["user"].num_nodes, tiny_data["item"].num_nodes, dim=8)
+        model = _RecordingMF(tiny_data["user"].num_nodes, tiny_data["item"].num_nodes, dim=8)
         train(model, tiny_data, epochs=2, batch_size=512, progress=False, evaluate_test=False,
               pair_sampling=mode)  # fmt: skip
         users = torch.cat(model.users)
