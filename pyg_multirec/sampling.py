@@ -129,7 +129,7 @@ class BPRSampler:
             least one unobserved item in the set. (default: :obj:`None`, all items)
         pairs (str, optional): :obj:`"edges"` (a shuffled pass over the training pairs)
             or :obj:`"users"` (uniform users, then a uniform pair of the user; see
-            above). (default: :obj:`"edges"`)
+            above; needs :obj:`shuffle=True`). (default: :obj:`"edges"`)
 
     Shapes:
         - **input:** edge indices :math:`(2, E)`
@@ -151,6 +151,9 @@ class BPRSampler:
     ) -> None:
         if pairs not in PAIR_SAMPLING:
             raise ValueError(f"'pairs' must be one of {PAIR_SAMPLING} (got {pairs!r})")
+        if pairs == "users" and not shuffle:
+            raise ValueError("shuffle=False keeps the edge order, which pairs='users' does not "
+                             "use: pass shuffle=True (the default) or pairs='edges'")
         self.num_users = _check_count(num_users, "num_users")
         self.num_items = _check_count(num_items, "num_items")
         self.batch_size = _check_count(batch_size, "batch_size")

@@ -169,6 +169,7 @@ def test_user_with_every_item_raises():
         ({"num_items": 0}, ValueError, "'num_items' must be >= 1"),
         ({"seed": "a"}, TypeError, "'seed' must be an int"),
         ({"pairs": "items"}, ValueError, r"'pairs' must be one of \('edges', 'users'\)"),
+        ({"pairs": "users", "shuffle": False}, ValueError, "shuffle=False keeps the edge order"),
     ],
 )
 def test_sampler_errors(kwargs, error, match):
