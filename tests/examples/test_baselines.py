@@ -26,6 +26,9 @@ def test_reg_flags_reach_the_loss(tiny_data, name):
     assert example.build(tiny_data, old_checkpoint_config).bpr.reg_form == "squared"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--reg-form", "l1"])
+    shipped = build_parser(name, example.add_arguments, example.DEFAULTS)
+    assert shipped.parse_args(["train"]).pair_sampling == "users"  # validated on ml100k
+    assert shipped.parse_args(["train", "--pair-sampling", "edges"]).pair_sampling == "edges"
 
 
 def test_example_cli_train_evaluate_recommend(tmp_path, capsys):
