@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyg_multirec.experiment import load_data, run_example
+from pyg_multirec.experiment import build_parser, load_data, run_example
 from pyg_multirec.nn import SeparateLearning
 from pyg_multirec.train import seed_everything, train
 from tests.helpers import (
@@ -186,3 +186,8 @@ def test_sea_flags_share_names_with_sea_and_old_flags_still_work(tiny_data):
                              "--sea-temperature", "0.1"])
     assert (old.alpha, old.beta, old.tau) == (0.4, 0.2, 0.1)
     assert "--align-weight" not in parser.format_help()  # hidden aliases
+
+
+def test_shipped_defaults_are_the_validated_point():
+    args = build_parser("vbpr", vbpr.add_arguments, vbpr.DEFAULTS).parse_args(["train"])
+    assert (args.reg_weight, args.reg_form, args.pair_sampling) == (1.0, "norm", "users")
