@@ -15,6 +15,10 @@ valid Recall@20 in 10 epochs 0.021 -> 0.029 -> 0.053): the code's LightGCN graph
 and negatives from the items with training pairs (``--negatives warm``; the code's: ``all``).
 Cold start (``--cold-start``, Sec. 4.1.3): 20% of the items lose their training pairs, half
 are validation items, half test items; the README trains it with ``--lr 1e-5`` (warm 5e-4).
+Batches draw a uniform user, then one of its pairs (``--pair-sampling users``), as the code
+does: on ml100k (5 seeds, warm) it raised valid Recall@20 on every seed and removed an early
+plateau on which patience 20 stopped some runs of the pass over the pairs (``edges``);
+``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,11 @@ PAPER_TEMPERATURE = 0.5
 PAPER_CONTRASTIVE_WEIGHT = 0.03  # beta of eq. 16
 PAPER_LR = 5e-4
 PAPER_BATCH_SIZE = 1024
-#: Shared-harness defaults that differ for MICRO: the paper's lr and batch, warm negatives.
-DEFAULTS = {"lr": PAPER_LR, "batch_size": PAPER_BATCH_SIZE, "negatives": "warm"}
+#: Shared-harness defaults that differ for MICRO: the paper's lr and batch, warm negatives,
+#: the official code's user-uniform batches.
+DEFAULTS = {
+    "lr": PAPER_LR, "batch_size": PAPER_BATCH_SIZE, "negatives": "warm", "pair_sampling": "users"
+}
 OFFICIAL_ITEM_LAYERS = 1
 OFFICIAL_BACKBONE_LAYERS = 2
 # Anchor rows per block of the all-item InfoNCE (memory O(block * N), never N x N); the

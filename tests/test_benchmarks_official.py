@@ -289,4 +289,5 @@ def test_micro_ml100k_table(tmp_path):
     assert "| 0.0850 ± 0.0212 |" in ours_row and "0.1000 (4/24) / 0.0700 (4/24)" in ours_row
     assert ours_row.endswith(f"| {expected_p:.3f} |")
     official_row = next(line for line in lines if line.startswith("| official micro_cold"))
+    assert official_row.startswith("| official micro_cold (seed 123; cold splits 0,1) |")
     assert official_row.endswith("| - |")  # the reference is not tested against itself

@@ -22,9 +22,12 @@ from parse_logs import MONITOR, best_epoch, parse_log  # its folder: run it as a
 
 HERE = Path(__file__).resolve().parent
 TEST_KEY = "test_recall@20"
+#: The official code's fixed seed (``--seed`` default of its ``main.py``): every official log
+#: is this seed; the ``_sS`` of a cold log names the cold split, not a seed.
+OFFICIAL_SEED = 123
 # The groups each table tests the others against (paired t-test of test Recall@20).
 REFERENCES = {
-    "warm": ["warm-defaults"],
+    "warm": ["warm-users", "warm-edges"],
     "cold": ["official micro_cold", "vbpr-cold", "vbpr-cold-warmneg"],
 }
 SEED = re.compile(r"^(?P<group>.+)[-_]s(?P<seed>\d+)$")
@@ -92,8 +95,13 @@ def table(groups: dict[str, dict[int, dict]], references: list[str]) -> str:
             " - |" if name == ref else f" {paired_p(runs, groups.get(ref, {}))} |"
             for ref in references
         )
+        listed = ",".join(map(str, seeds))
+        if name.startswith("official"):
+            label = f"seed {OFFICIAL_SEED}" + (f"; cold splits {listed}" if "cold" in name else "")
+        else:
+            label = f"seeds {listed}"
         lines.append(
-            f"| {name} (seeds {','.join(map(str, seeds))}) "
+            f"| {name} ({label}) "
             f"| {_mean_std([runs[s]['valid'] for s in seeds])} "
             f"| {_mean_std([runs[s]['test'] for s in seeds])} | {per_seed} |" + p
         )

@@ -276,6 +276,7 @@ def test_backbone_norm_and_negatives_flags(tmp_path, capsys):
     # defaults picked on cold-start validation: D^-1 (A + I) backbone, warm negatives
     assert saved["config"]["backbone_norm"] == "rw-self-loop"
     assert saved["config"]["negatives"] == "warm"
+    assert saved["config"]["pair_sampling"] == "users"  # the code's sampler, validated on ml100k
     assert "backbone.graph_weight" in saved["state"]  # the D^-1 (A + I) weights
     for flag, value in (("--backbone-norm", "rw"), ("--negatives", "cold")):
         with pytest.raises(SystemExit):
