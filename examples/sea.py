@@ -19,7 +19,9 @@ Where the paper is silent, the settings follow the official code (github.com/bru
 except the learning rate: 1e-3, chosen on ml100k's validation split over 3 seeds against the
 paper's and code's 1e-4 (``--lr 1e-4``; ``docs/results.md``). alpha, beta and tau keep the
 code's values: a 16-trial search on ml100k's validation split found nothing better over 5 seeds
-(``docs/results.md``, "SEA's modules on ml100k, tuned"). Dim 64, 2 user-item layers
+(``docs/results.md``, "SEA's modules on ml100k, tuned"). Batches pass over the training pairs
+as the code's trainer does (``--pair-sampling edges``; ``users``, the baselines' and MICRO's
+default, was not better on ml100k's validation split over 5 seeds). Dim 64, 2 user-item layers
 summed with the unit-norm layer 0 (``--layer-combine``), an item encoder that splits a wide
 linear map of the features into the generic and unique halves and feeds it to an MLP
 ``d -> 4*64 -> 64`` (``--item-encoder``), 1 item-item layer,
