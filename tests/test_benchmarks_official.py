@@ -291,3 +291,12 @@ def test_micro_ml100k_table(tmp_path):
     official_row = next(line for line in lines if line.startswith("| official micro_cold"))
     assert official_row.startswith("| official micro_cold (seed 123; cold splits 0,1) |")
     assert official_row.endswith("| - |")  # the reference is not tested against itself
+    # warm: no suffix is the code's seed 123, _seedN its --seed N; never paired with ours by seed
+    (tmp_path / "official" / "micro_warm.log").write_text(MICRO_LOG)
+    seed0 = MICRO_LOG.replace("0.08276", "0.07")
+    (tmp_path / "official" / "micro_warm_seed0.log").write_text(seed0)
+    warm = table_script.official_runs(tmp_path / "official")["official micro_warm"]
+    assert sorted(warm) == [0, 123] and warm[0]["test"] == pytest.approx(0.07)
+    ours = {"official micro_warm": warm, "warm-defaults": groups["cold-defaults"]}  # seeds 0, 1
+    row = table_script.table(ours, ["warm-defaults"]).splitlines()[2]
+    assert row.startswith("| official micro_warm (seeds 0,123) |") and row.endswith("| - |")

@@ -4,9 +4,11 @@ the three cold splits, with paired t-tests across seeds (= cold splits).
     python benchmarks/official/micro_ml100k_table.py [--results DIR]
 
 Reads ``DIR/official/*.log`` (the official code's logs; test Recall@20 at the best valid
-epoch, as the code prints it) and ``DIR/ours/<group>-s<seed>/metrics.json`` (pyg_multirec runs,
-``python examples/<model>.py train --out ...``). A group's seeds are paired with the official
-cold runs by seed: our ``--cold-start --seed S`` and the official ``micro_cold_sS`` use the same
+epoch, as the code prints it; ``micro_warm.log`` is the code's seed 123,
+``micro_warm_seedN.log`` its ``--seed N``, ``micro_cold_sS.log`` seed 123 on cold split S) and
+``DIR/ours/<group>-s<seed>/metrics.json`` (pyg_multirec runs, ``python examples/<model>.py
+train --out ...``). A group's seeds are paired with the official cold runs by seed: our
+``--cold-start --seed S`` and the official ``micro_cold_sS`` use the same
 cold split (``prepare_data.py --cold-seed S``).
 """
 
@@ -22,8 +24,8 @@ from parse_logs import MONITOR, best_epoch, parse_log  # its folder: run it as a
 
 HERE = Path(__file__).resolve().parent
 TEST_KEY = "test_recall@20"
-#: The official code's fixed seed (``--seed`` default of its ``main.py``): every official log
-#: is this seed; the ``_sS`` of a cold log names the cold split, not a seed.
+#: The official code's default seed (``--seed`` of its ``main.py``): an official log without a
+#: ``_seedN`` suffix is this seed; the ``_sS`` of a cold log names the cold split, not a seed.
 OFFICIAL_SEED = 123
 # The groups each table tests the others against (paired t-test of test Recall@20).
 REFERENCES = {
@@ -31,14 +33,15 @@ REFERENCES = {
     "cold": ["official micro_cold", "vbpr-cold", "vbpr-cold-warmneg"],
 }
 SEED = re.compile(r"^(?P<group>.+)[-_]s(?P<seed>\d+)$")
+OFFICIAL_TRAINING_SEED = re.compile(r"^(?P<group>.+)_seed(?P<seed>\d+)$")
 
 
 def official_runs(folder: Path) -> dict[str, dict[int, dict]]:
     """``{group: {seed: {"valid", "test", "best_epoch", "epochs"}}}`` of the official logs."""
     out: dict[str, dict[int, dict]] = {}
     for log in sorted(folder.glob("*.log")):
-        match = SEED.match(log.stem)
-        group, seed = (match["group"], int(match["seed"])) if match else (log.stem, 0)
+        match = OFFICIAL_TRAINING_SEED.match(log.stem) or SEED.match(log.stem)
+        group, seed = (match["group"], int(match["seed"])) if match else (log.stem, OFFICIAL_SEED)
         records = parse_log(log, "micro")
         best = best_epoch(records)
         out.setdefault(f"official {group}", {})[seed] = {
@@ -91,15 +94,18 @@ def table(groups: dict[str, dict[int, dict]], references: list[str]) -> str:
         per_seed = " / ".join(
             f"{runs[s]['test']:.4f} ({runs[s]['best_epoch']}/{runs[s]['epochs']})" for s in seeds
         )
+        cold = "cold" in name
+        # Two codes' runs pair up by cold split (the same data), not by a seed number.
+        unpaired = name.startswith("official") and not cold
         p = "".join(
-            " - |" if name == ref else f" {paired_p(runs, groups.get(ref, {}))} |"
+            " - |" if name == ref or unpaired else f" {paired_p(runs, groups.get(ref, {}))} |"
             for ref in references
         )
         listed = ",".join(map(str, seeds))
-        if name.startswith("official"):
-            label = f"seed {OFFICIAL_SEED}" + (f"; cold splits {listed}" if "cold" in name else "")
+        if name.startswith("official") and cold:
+            label = f"seed {OFFICIAL_SEED}; cold splits {listed}"
         else:
-            label = f"seeds {listed}"
+            label = f"seed{'s' if len(seeds) > 1 else ''} {listed}"
         lines.append(
             f"| {name} ({label}) "
             f"| {_mean_std([runs[s]['valid'] for s in seeds])} "
