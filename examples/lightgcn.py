@@ -9,7 +9,7 @@ normalised user-item training graph, layer outputs averaged (SEA eq. 6-7). The m
 The defaults are the best validated configuration on ml100k: ``tune`` over MMRec's grid
 (layers x reg_weight, MMRec's ``reg_form="norm"``) under each pair sampler, chosen on valid
 Recall@20: 1 layer, reg_weight 1e-2, ``--pair-sampling users`` (valid 0.2242; with ``edges``,
-MMRec's pass over the interactions, the same point had 0.2176); test Recall@20 0.1670 +- 0.0023
+MMRec's pass over the interactions, the same point had 0.2176); test Recall@20 0.1670 +- 0.0022
 over seeds 0-2 (``edges``: 0.1622 +- 0.0021; ``docs/results.md``).
 """
 
