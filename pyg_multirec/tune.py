@@ -761,15 +761,20 @@ def _config(args: argparse.Namespace, params: Mapping[str, Any], seed: int, out:
     return argparse.Namespace(**config)
 
 
+def _training_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a seed run trains, without where or how it ran (:obj:`RUN_ONLY`): a study
+    folder that was moved, or continued with another ``--device`` or ``--data-root``,
+    keeps its finished seeds."""
+    return _jsonable({k: v for k, v in config.items() if k not in RUN_ONLY})
+
+
 def _train_seed(name: str, build_model: BuildModel, args: argparse.Namespace) -> dict[str, Any]:
     from pyg_multirec.experiment import _train
 
     metrics_file = Path(args.out) / "metrics.json"
     if metrics_file.is_file():
         saved = json.loads(metrics_file.read_text())
-        if _jsonable(saved.get("config")) == _jsonable(
-            {k: v for k, v in vars(args).items() if k != "command"}
-        ):
+        if _training_settings(saved.get("config") or {}) == _training_settings(vars(args)):
             return saved  # finished earlier with the same configuration
     _train(name, build_model, args)
     return json.loads(metrics_file.read_text())

@@ -283,3 +283,33 @@ def test_search_seeds_score_each_trial_by_its_mean_valid_over_seeds(tmp_path, ca
             _tune(mf, "mf", *space, *extra)
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and match in err, err
+
+
+def test_moved_study_folder_keeps_its_finished_seeds(tmp_path, monkeypatch):
+    """Seeds are read back when only where or how they ran differs (folder, data root,
+    device); a changed training setting trains them again."""
+    import shutil
+
+    import pyg_multirec.experiment as experiment
+
+    first = tmp_path / "first"
+    _tune(mf, "mf", "--space", "reg_weight=1e-3", "--out", str(first), "--seeds", "0")
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)
+    trained = []
+    real_train = experiment._train
+    monkeypatch.setattr(experiment, "_train", lambda *a: trained.append(a) or real_train(*a))
+    again = ["--space", "reg_weight=1e-3", "--out", str(moved), "--skip-search"]
+    best = _tune(mf, "mf", *again, "--seeds", "0", "--eval-batch-size", "64", "--quiet")
+    assert trained == []
+    saved = json.loads((moved / "seeds" / "s0" / "metrics.json").read_text())
+    assert best["seeds"]["0"]["test"] == saved["test"]
+    assert saved["config"]["out"] == str(first / "seeds" / "s0")  # the run, as it was
+    # A new seed is trained; a seed's settings differ from a finished run: trained again.
+    _tune(mf, "mf", *again, "--seeds", "0,1")
+    assert [a[2].seed for a in trained] == [1]
+    (moved / "seeds" / "s0" / "metrics.json").write_text(
+        json.dumps({**saved, "config": {**saved["config"], "dim": 8}})
+    )
+    _tune(mf, "mf", *again, "--seeds", "0")
+    assert [a[2].seed for a in trained] == [1, 0]
