@@ -178,8 +178,10 @@ def paired_p_value(a: dict | None, b: dict | None) -> str:
 def table(rows: list[tuple[Row, dict | None]]) -> str:
     """The Markdown table of one data set and protocol."""
     done = {row.label: best for row, best in rows if best is not None}
+    pending = [row.label for row, best in rows if best is None]
+    waiting = f"\nNot finished yet (no search with re-trained seeds): {', '.join(pending)}.\n"
     if not done:
-        return "(no finished runs)\n"
+        return "(no finished runs)\n" + (waiting if pending else "")
     names = [SHORT[m.split("@")[0]] + "@" + m.split("@")[1] for m in METRICS + BEYOND]
     head = ["model", "tuned parameters", *names, "seeds", f"p vs {BASELINE}", "p vs SEA",
             "valid R@20", "best epochs", "trials", "s/epoch"]  # fmt: skip
@@ -200,7 +202,7 @@ def table(rows: list[tuple[Row, dict | None]]) -> str:
         seconds = statistics.mean(r["seconds_per_epoch"] for r in runs)
         cells.append(f"{seconds:.2f} ({'/'.join(devices)})")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (waiting if pending else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,25 +223,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=default_data_root())
     parser.add_argument("--runs", default="runs/results", help="where searches and runs are kept")
     parser.add_argument("--report", default=str(HERE.parent / "docs" / "results.md"))
-    parser.add_argument("--skip-cold", action="store_true")
-    parser.add_argument("--skip-warm", action="store_true")
-    parser.add_argument("--only", default=None, help="comma-separated labels to run")
+    kept = "(its finished rows stay in the tables)"
+    parser.add_argument("--skip-cold", action="store_true", help=f"run no cold row {kept}")
+    parser.add_argument("--skip-warm", action="store_true", help=f"run no warm row {kept}")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated labels to run (the others are not run {kept})",
+    )
     args = parser.parse_args(argv)
 
     only = set(args.only.split(",")) if args.only else None
-    kinds = [] if args.skip_warm else [("warm", WARM, [])]
-    kinds += [] if args.skip_cold else [("cold", COLD, ["--cold-start"])]
+    kinds = [("warm", WARM, []), ("cold", COLD, ["--cold-start"])]
+    skipped = {kind for kind, skip in (("warm", args.skip_warm), ("cold", args.skip_cold)) if skip}
     sections, failed = [], []
     for dataset in args.datasets.split(","):
         for kind, rows, kind_flags in kinds:
             results = []
             for row in rows:
-                if only and row.label not in only:
-                    continue
                 out = Path(args.runs) / dataset / kind / _slug(row.label)
                 best = _read_best(out)
                 finished = best is not None and len(best["seeds"]) >= len(_seeds(row, args))
-                if args.tables_only or (finished and not args.tune):
+                # Rows left out by --only, --skip-warm or --skip-cold are not run, but their
+                # finished runs stay in the tables.
+                left_out = (only and row.label not in only) or kind in skipped
+                if args.tables_only or left_out or (finished and not args.tune):
                     pass
                 elif not args.tune and not (out / "study.db").is_file():
                     print(f"{row.label} ({dataset}, {kind}): no search in {out}; run with "

@@ -212,11 +212,36 @@ def test_reproduce_table_paired_t_test_by_hand():
                      lightgcn_best), (rr.Row("VBPR", "vbpr"), None)])  # fmt: skip
     lines = text.splitlines()
     assert lines[0].startswith("| model | tuned parameters | R@10 | R@20 |")
-    assert len(lines) == 4  # header, rule, two finished rows
+    assert len(lines) == 6  # header, rule, two finished rows, a blank line, the missing row
+    assert lines[5] == "Not finished yet (no search with re-trained seeds): VBPR."
     mf_row = lines[2].split(" | ")
     assert mf_row[1] == "reg_weight=0.001"
     assert mf_row[3] == "0.1200 ± 0.0200" and "0.074" in mf_row
     assert lines[3].split(" | ")[1] == "layers=2, reg_weight=0.0001"
+
+
+def test_reproduce_tables_keep_the_finished_rows_of_rows_not_run(tmp_path, capsys):
+    """--only, --skip-warm and --skip-cold choose what runs; the tables show every finished
+    row of both protocols, and name the rows still missing."""
+    rr = load_example("reproduce_results")
+    runs, report = tmp_path / "runs", tmp_path / "results.md"
+    report.write_text(f"# R\n\nintro\n\n{rr.START}\nstale table\n{rr.END}\n\ntail\n")
+    for kind, label, recalls in [("warm", "LightGCN", [0.1, 0.11, 0.12]),
+                                 ("cold", "VBPR", [0.05, 0.06, 0.07])]:  # fmt: skip
+        out = runs / "ml100k" / kind / rr._slug(label)
+        out.mkdir(parents=True)
+        (out / "best.json").write_text(json.dumps(_fake_best(recalls, {"reg_weight": 0.1})))
+    # Nothing is trained: LightGCN is finished, and every other row is left out.
+    rr.main(["--only", "LightGCN", "--skip-cold", "--runs", str(runs), "--report", str(report)])
+    text = report.read_text()
+    assert text.startswith("# R\n\nintro\n\n") and text.endswith(f"{rr.END}\n\ntail\n")
+    warm, cold = text.split("### ml100k, warm start")[1].split("### ml100k, cold start")
+    assert "| LightGCN | reg_weight=0.1 | " in warm and "| 0.1100 ± 0.0100 |" in warm
+    assert "| VBPR | reg_weight=0.1 | " in cold and "| 0.0600 ± 0.0100 |" in cold
+    assert "stale table" not in text and "no search in" not in capsys.readouterr().out
+    missing = [line for line in warm.splitlines() if line.startswith("Not finished yet")]
+    assert missing and ": MF-BPR, VBPR, VBPR + SEA, MICRO (MF)," in missing[0]
+    assert "MICRO (LightGCN)" in missing[0] and ": LightGCN" not in missing[0]
 
 
 def test_grid_points_are_queued_once_each(tmp_path):
