@@ -28,6 +28,7 @@ import argparse
 import importlib
 import json
 import math
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -139,6 +140,21 @@ def _read_best(out: Path) -> dict | None:
     return best if best.get("seeds") else None
 
 
+#: What --archive keeps of a row's folder: enough to rebuild its table row and to read every
+#: trial (the SQLite study and the seeds' checkpoints stay in --runs).
+ARCHIVED = ("best.json", "trials.csv", "trials.md")
+
+
+def archive(out: Path, dest: Path) -> None:
+    """Copies the :obj:`ARCHIVED` files of the row folder ``out`` to ``dest``."""
+    if out.resolve() == dest.resolve():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED:
+        if (out / name).is_file():
+            shutil.copyfile(out / name, dest / name)
+
+
 def _cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -223,6 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=default_data_root())
     parser.add_argument("--runs", default="runs/results", help="where searches and runs are kept")
     parser.add_argument("--report", default=str(HERE.parent / "docs" / "results.md"))
+    parser.add_argument("--archive", default=None,
+                        help="copy each row's best.json and trials tables to this folder "
+                        "(e.g. docs/tuning/results; --tables-only --runs it rebuilds the "
+                        "tables from them)")  # fmt: skip
     kept = "(its finished rows stay in the tables)"
     parser.add_argument("--skip-cold", action="store_true", help=f"run no cold row {kept}")
     parser.add_argument("--skip-warm", action="store_true", help=f"run no warm row {kept}")
@@ -257,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                     if best is None:
                         failed.append(f"{dataset}/{kind}/{row.label}")
                         best = _read_best(out)
+                if args.archive and best is not None:
+                    archive(out, Path(args.archive) / dataset / kind / _slug(row.label))
                 results.append((row, best))
             title = "warm start" if kind == "warm" else "cold start (MICRO 4.1.3 protocol)"
             sections.append(f"### {dataset}, {title}\n\n" + table(results))

@@ -239,6 +239,16 @@ def test_reproduce_tables_keep_the_finished_rows_of_rows_not_run(tmp_path, capsy
     assert "| LightGCN | reg_weight=0.1 | " in warm and "| 0.1100 ± 0.0100 |" in warm
     assert "| VBPR | reg_weight=0.1 | " in cold and "| 0.0600 ± 0.0100 |" in cold
     assert "stale table" not in text and "no search in" not in capsys.readouterr().out
+    # --archive keeps what rebuilds the tables, and --tables-only rebuilds them from it.
+    (runs / "ml100k" / "warm" / "lightgcn" / "trials.md").write_text("| trial |\n")
+    archived = tmp_path / "archive"
+    rr.main(["--tables-only", "--runs", str(runs), "--report", str(report),
+             "--archive", str(archived)])  # fmt: skip
+    assert sorted(p.name for p in (archived / "ml100k" / "warm" / "lightgcn").iterdir()) == [
+        "best.json", "trials.md"]  # fmt: skip
+    (rebuilt := tmp_path / "rebuilt.md").write_text(report.read_text())
+    rr.main(["--tables-only", "--runs", str(archived), "--report", str(rebuilt)])
+    assert rebuilt.read_text() == text
     missing = [line for line in warm.splitlines() if line.startswith("Not finished yet")]
     assert missing and ": MF-BPR, VBPR, VBPR + SEA, MICRO (MF)," in missing[0]
     assert "MICRO (LightGCN)" in missing[0] and ": LightGCN" not in missing[0]
