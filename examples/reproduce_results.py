@@ -13,8 +13,11 @@ Everything is kept under ``--runs`` (one tune folder per row, with its SQLite st
 tables, ``best.json`` and seed runs), so an interrupted job continues where it stopped when
 the command is run again::
 
-    # the whole job on a GPU machine with 16 cores (16 trainings at once)
-    python examples/reproduce_results.py --tune --jobs 16 --device cuda
+    # the whole job (on a GPU machine with 16 cores: --jobs 16 --device cuda), keeping each
+    # row's best.json and trials tables in the repository
+    python examples/reproduce_results.py --tune --jobs 2 --archive docs/tuning/results
+    # the tables from that archive, in a clean clone
+    python examples/reproduce_results.py --tables-only --runs docs/tuning/results
     # only re-train the seeds of finished searches, or only rebuild the tables
     python examples/reproduce_results.py --jobs 4
     python examples/reproduce_results.py --tables-only
