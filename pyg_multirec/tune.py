@@ -26,6 +26,13 @@ seed's validation score picks configurations that were lucky once.
 their best valid Recall@20 (still the validation split only); the pruner watches the first
 seed's curve, and the later seeds run only for trials that survive it.
 
+Scoring every trial over several seeds multiplies the search's cost. ``--confirm-top 3
+--confirm-seeds 1,2`` is the cheaper cure for the winner's curse of a search over a flat
+validation surface: the search runs as usual, then only its 3 best finished trials are trained
+again with seeds 1 and 2 (validation only), and the best configuration is the one with the
+highest mean best valid Recall@20 over all its runs. Their scores are kept in
+``OUT/confirm.json`` (a stopped confirmation resumes) and in ``best.json``.
+
 Trials live in ``OUT/study.db`` (SQLite), so a search that is killed resumes where it
 stopped when the same command is run again: finished trials are kept, and the trials that
 were running are marked failed (``interrupted``) and run again. ``--jobs N`` runs trials in
@@ -69,6 +76,7 @@ BEST_FILE = "best.json"
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 SEEDS_DIR = "seeds"
+CONFIRM_FILE = "confirm.json"
 DEFAULT_TPE_TRIALS = 30
 DEFAULT_PRUNE_WARMUP = 10  # epochs a trial runs before it may be pruned
 DEFAULT_PRUNE_STARTUP = 5  # trials that must finish before pruning starts
@@ -106,6 +114,8 @@ TUNE_ONLY = frozenset(
         "prune_warmup",
         "prune_startup",
         "skip_search",
+        "confirm_top",
+        "confirm_seeds",
     }
 )
 
@@ -179,6 +189,19 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_PRUNE_STARTUP,
         help="finished trials before the median pruner starts pruning",
+    )
+    group.add_argument(
+        "--confirm-top",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the search, train its N best finished trials again with --confirm-seeds "
+        "(validation only) and select on the mean over all their runs",
+    )
+    group.add_argument(
+        "--confirm-seeds",
+        default=None,
+        help="the seeds of --confirm-top (e.g. 1,2; not a search seed)",
     )
     group.add_argument(
         "--skip-search",
@@ -687,6 +710,59 @@ def _run_workers(ctx: _Context, remaining: int, jobs: int) -> None:
         raise RuntimeError(f"tune worker(s) {failed} exited with an error (see above)")
 
 
+# ---- confirmation of the best trials -----------------------------------------------------
+
+
+def _confirm_run(ctx: _Context, params: Mapping[str, Any], seed: int) -> float:
+    """The best valid metric of one configuration and seed (no test, no files)."""
+    args = argparse.Namespace(**{**ctx.base, **params, "seed": seed})
+    return fit(ctx, args).best_valid[MONITOR]
+
+
+def _trial_seed_values(trial) -> list[float]:
+    """The search's per-seed valid scores of a finished trial (one without --search-seeds)."""
+    return list(trial.user_attrs.get("seed_values") or [trial.value])
+
+
+def confirm_best(
+    ctx: _Context, complete: Sequence[Any], top: int, seeds: Sequence[int], jobs: int = 1
+) -> tuple[Any, dict[str, Any]]:
+    """Trains the ``top`` best of the ``complete`` trials again for ``seeds`` (validation
+    only; finished runs are read back from ``CONFIRM_FILE``) and returns the trial with the
+    highest mean valid score over its search and confirmation runs, with those scores."""
+    ranked = sorted(complete, key=lambda t: (-t.value, t.number))[:top]
+    path = Path(ctx.out) / CONFIRM_FILE
+    done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [(t, s) for t in ranked for s in seeds if str(s) not in done.get(str(t.number), {})]
+
+    def record(trial, seed: int, value: float) -> None:
+        done.setdefault(str(trial.number), {})[str(seed)] = value
+        tmp = path.with_name(f".{CONFIRM_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(done, indent=1))
+        os.replace(tmp, path)
+        print(f"confirm trial {trial.number}, seed {seed}: valid {MONITOR} {value:.4f}", flush=True)
+
+    if todo and max(1, min(jobs, len(todo))) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn) as pool:
+            futures = [(t, s, pool.submit(_confirm_run, ctx, t.params, s)) for t, s in todo]
+            for t, s, future in futures:
+                record(t, s, future.result())
+    else:
+        for t, s in todo:
+            record(t, s, _confirm_run(ctx, t.params, s))
+    scores = {}
+    for t in ranked:
+        values = _trial_seed_values(t) + [done[str(t.number)][str(s)] for s in seeds]
+        scores[t.number] = {"search": _trial_seed_values(t),
+                            "confirm": {str(s): done[str(t.number)][str(s)] for s in seeds},
+                            "mean": statistics.mean(values)}  # fmt: skip
+    best = max(ranked, key=lambda t: (scores[t.number]["mean"], -t.number))
+    return best, scores
+
+
 # ---- outputs -----------------------------------------------------------------------------
 
 
@@ -851,6 +927,18 @@ def run_tune(
     space = resolve_space(search_space, args.space, flags)
     seeds = _parse_seeds(args.seeds)
     search_seeds = _parse_seeds(getattr(args, "search_seeds", None), "--search-seeds")
+    confirm_top = getattr(args, "confirm_top", 0)
+    confirm_seeds = _parse_seeds(getattr(args, "confirm_seeds", None), "--confirm-seeds")
+    if confirm_top < 0:
+        raise ValueError(f"--confirm-top must be >= 0, got {confirm_top}")
+    if bool(confirm_top) != bool(confirm_seeds):
+        raise ValueError("--confirm-top and --confirm-seeds go together (give both or neither)")
+    searched = set(search_seeds or [args.seed])
+    if searched & set(confirm_seeds):
+        raise ValueError(
+            f"--confirm-seeds {sorted(searched & set(confirm_seeds))} already scored the search "
+            "(choose other seeds)"
+        )
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.trials is not None and args.trials < 1:
@@ -902,17 +990,27 @@ def run_tune(
         if not complete:
             raise ValueError(f"no trial of {out} has completed: nothing to select")
         best = max(complete, key=lambda t: (t.value, -t.number))
+        selected_on = f"valid {MONITOR}" + (
+            f", mean over seeds {search_seeds}" if search_seeds else ""
+        )
+        valid, confirmed = best.value, {}
+        if confirm_top:
+            best, confirmed = confirm_best(ctx, complete, confirm_top, confirm_seeds, args.jobs)
+            valid = confirmed[best.number]["mean"]
+            selected_on += (
+                f"; the best {confirm_top} re-scored by the mean with seeds {confirm_seeds}"
+            )
         states = [r["state"] for r in trial_rows(study, [])]
         summary: dict[str, Any] = {
             "model": name,
             "dataset": args.dataset,
-            "selected_on": f"valid {MONITOR}"
-            + (f", mean over seeds {search_seeds}" if search_seeds else ""),
+            "selected_on": selected_on,
             "params": best.params,
-            "valid": best.value,
+            "valid": valid,
             "best_epoch": best.user_attrs.get("best_epoch"),
             "trial": best.number,
             **({"valid_per_seed": best.user_attrs.get("seed_values")} if search_seeds else {}),
+            **({"confirmed": {str(k): v for k, v in confirmed.items()}} if confirmed else {}),
             "trials": {s: states.count(s) for s in sorted(set(states))},
             "space": space_to_json(space),
             "config": _jsonable({**base, **best.params}),
@@ -920,7 +1018,7 @@ def run_tune(
         print(
             f"best: trial {best.number}  "
             + "  ".join(f"{k}={v}" for k, v in best.params.items())
-            + f"  valid {MONITOR} {best.value:.4f} (epoch {summary['best_epoch']})"
+            + f"  valid {MONITOR} {valid:.4f} (epoch {summary['best_epoch']})"
         )
         if seeds:
             runs = retrain_seeds(name, build_model, args, best.params, seeds, out, args.jobs)

@@ -348,3 +348,74 @@ def test_moved_study_folder_keeps_its_finished_seeds(tmp_path, monkeypatch):
     )
     _tune(mf, "mf", *again, "--seeds", "0")
     assert [a[2].seed for a in trained] == [1, 0]
+
+
+def test_confirm_top_rescores_the_best_trials_over_more_seeds(tmp_path, capsys, monkeypatch):
+    """--confirm-top trains the search's best trials again with other seeds (validation
+    only) and selects on the mean: a configuration that was lucky once loses its place."""
+    from types import SimpleNamespace
+
+    planted = {  # (reg_weight, seed) -> best valid Recall@20
+        (1e-3, 0): 0.30, (1e-3, 3): 0.10, (1e-3, 4): 0.11,  # lucky on the search seed
+        (1e-2, 0): 0.25, (1e-2, 3): 0.24, (1e-2, 4): 0.26,
+        (1e-1, 0): 0.05,  # never confirmed: not in the best two
+    }  # fmt: skip
+    runs = []
+
+    def fake_fit(ctx, args, on_epoch_end=None):
+        value = planted[(args.reg_weight, args.seed)]
+        runs.append((args.reg_weight, args.seed))
+        if on_epoch_end is not None:
+            on_epoch_end(1, {"recall@20": value})
+        return SimpleNamespace(best_valid={"recall@20": value}, seconds_per_epoch=0.0)
+
+    monkeypatch.setattr(tune_module, "fit", fake_fit)
+    out = tmp_path / "mf"
+    argv = ["--space", "reg_weight=1e-3,1e-2,1e-1", "--out", str(out), "--no-prune",
+            "--confirm-top", "2", "--confirm-seeds", "3,4"]  # fmt: skip
+    best = _tune(mf, "mf", *argv)
+    assert sorted(runs[:3]) == [(1e-3, 0), (1e-2, 0), (1e-1, 0)]  # the search, seed 0
+    assert sorted(runs[3:]) == [(1e-3, 3), (1e-3, 4), (1e-2, 3), (1e-2, 4)]
+    assert best["params"]["reg_weight"] == 1e-2
+    assert best["valid"] == pytest.approx(0.25)
+    confirmed = sorted(best["confirmed"][k]["mean"] for k in best["confirmed"])
+    assert confirmed == pytest.approx([0.17, 0.25])
+    assert "the best 2 re-scored by the mean with seeds [3, 4]" in best["selected_on"]
+    saved = json.loads((out / "confirm.json").read_text())
+    assert sorted(v for d in saved.values() for v in d.values()) == [0.10, 0.11, 0.24, 0.26]
+    # A second call runs nothing again; without --confirm-top the search's own pick returns.
+    runs.clear()
+    assert _tune(mf, "mf", *argv)["params"]["reg_weight"] == 1e-2 and runs == []
+    assert _tune(mf, "mf", *argv[:5])["params"]["reg_weight"] == 1e-3 and runs == []
+    capsys.readouterr()
+    for extra, match in [
+        (["--confirm-top", "2"], "--confirm-top and --confirm-seeds go together"),
+        (["--confirm-top", "2", "--confirm-seeds", "0,3"], "--confirm-seeds [0] already"),
+        (["--confirm-top", "-1", "--confirm-seeds", "3"], "--confirm-top must be >= 0"),
+    ]:
+        with pytest.raises(SystemExit):
+            _tune(mf, "mf", *argv[:5], *extra)
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and match in err, err
+
+
+def test_confirm_top_never_reads_the_test_split(tmp_path, monkeypatch):
+    splits = record_evaluated_splits(monkeypatch)
+    out = tmp_path / "mf"
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(out),
+                 "--confirm-top", "1", "--confirm-seeds", "5", "--seeds", "0")  # fmt: skip
+    # 2 trials + 1 confirmation run, 2 epochs of validation each; then one seed's test.
+    assert splits[:6] == ["valid"] * 6 and splits.count("test") == 1 and splits[-1] == "test"
+    (trial,) = best["confirmed"]
+    assert set(best["confirmed"][trial]["confirm"]) == {"5"}
+
+
+def test_confirm_top_runs_in_worker_processes(tmp_path):
+    out = tmp_path / "mf"
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(out), "--jobs", "2",
+                 "--confirm-top", "2", "--confirm-seeds", "3")  # fmt: skip
+    saved = json.loads((out / "confirm.json").read_text())
+    assert sorted(saved) == sorted(best["confirmed"]) and len(saved) == 2
+    for trial, scores in best["confirmed"].items():
+        assert scores["confirm"] == saved[trial]
+        assert scores["mean"] == pytest.approx((scores["search"][0] + saved[trial]["3"]) / 2)
