@@ -225,7 +225,10 @@ def table(rows: list[tuple[Row, dict | None]]) -> str:
         cells.append(paired_p_value(best, done.get(SEA)) if row.sea_family else "-")
         cells.append(_cell([r["best_valid"]["recall@20"] for r in runs]))
         cells.append(" / ".join(str(r["best_epoch"]) for r in runs))
-        cells.append(", ".join(f"{n} {s}" for s, n in best["trials"].items()))
+        trials = ", ".join(f"{n} {s}" for s, n in best["trials"].items())
+        if best.get("confirmed"):  # the best trials re-scored over more seeds (tune)
+            trials += f"; best {len(best['confirmed'])} confirmed"
+        cells.append(trials)
         devices = sorted({r["device"] for r in runs})
         seconds = statistics.mean(r["seconds_per_epoch"] for r in runs)
         cells.append(f"{seconds:.2f} ({'/'.join(devices)})")

@@ -218,6 +218,10 @@ def test_reproduce_table_paired_t_test_by_hand():
     assert mf_row[1] == "reg_weight=0.001"
     assert mf_row[3] == "0.1200 ± 0.0200" and "0.074" in mf_row
     assert lines[3].split(" | ")[1] == "layers=2, reg_weight=0.0001"
+    assert " | 2 complete, 1 pruned | " in lines[3]
+    confirmed = {**lightgcn_best, "confirmed": {"0": {}, "4": {}, "7": {}}}
+    text = rr.table([(rr.Row("LightGCN", "lightgcn"), confirmed)])
+    assert " | 2 complete, 1 pruned; best 3 confirmed | " in text
 
 
 def test_reproduce_tables_keep_the_finished_rows_of_rows_not_run(tmp_path, capsys):
