@@ -20,6 +20,9 @@ reports that metric after each epoch to a ``MedianPruner``, and never evaluates 
 split; only the seeds re-trained from the best configuration (``--seeds``) read the test
 split, once each, at their best valid epoch.
 
+The first trial of a TPE search is the command's own configuration (the example's defaults,
+or the values given on the command line), where it lies in the space.
+
 Where a model's result depends much on its seed (early stopping in a plateau, say), a single
 seed's validation score picks configurations that were lucky once.
 ``--search-seeds 0,1,2`` trains every trial once per seed and scores it by the **mean** of
@@ -436,6 +439,23 @@ def enqueue_grid(optuna, study, space: Mapping[str, list[Any]], limit: int) -> i
             covered.add(point)
             waiting += 1
     return waiting
+
+
+def start_point(space: Mapping[str, list[Any] | Range], args: argparse.Namespace) -> dict:
+    """The command's own values of the searched parameters (the example's defaults unless
+    given on the command line) that lie in their entries of ``space``: the first trial of a
+    TPE search, so that the search also scores the configuration it would replace."""
+    point = {}
+    for name, spec in space.items():
+        value = getattr(args, name, None)
+        if isinstance(spec, Range):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            whole = not spec.integer or (number and value == int(value))
+            if number and whole and spec.low <= value <= spec.high:
+                point[name] = int(value) if spec.integer else float(value)
+        elif value in spec:
+            point[name] = value
+    return point
 
 
 def _pruner(optuna, ctx: _Context):
@@ -977,6 +997,10 @@ def run_tune(
             remaining = 0
         elif is_grid(space) and remaining:
             remaining = enqueue_grid(optuna, study, space, remaining)  # one trial per point
+        elif remaining and not study.trials and (start := start_point(space, args)):
+            study.enqueue_trial(start)
+            shown = "  ".join(f"{k}={v}" for k, v in start.items())
+            print(f"trial 0: the command's own values, {shown}", flush=True)
         print(
             f"tune {name} on {args.dataset}: {kind}, {total} trials, {total - remaining} "
             f"done, {remaining} to run with {min(args.jobs, max(remaining, 1))} job(s); {out}",

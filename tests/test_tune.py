@@ -423,3 +423,43 @@ def test_confirm_top_runs_in_worker_processes(tmp_path):
     for trial, scores in best["confirmed"].items():
         assert scores["confirm"] == saved[trial]
         assert scores["mean"] == pytest.approx((scores["search"][0] + saved[trial]["3"]) / 2)
+
+
+def test_tpe_search_starts_from_the_commands_own_values(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    seen = []
+
+    def fake_fit(ctx, args, on_epoch_end=None):
+        seen.append(args.reg_weight)
+        return SimpleNamespace(best_valid={"recall@20": 0.1}, seconds_per_epoch=0.0)
+
+    monkeypatch.setattr(tune_module, "fit", fake_fit)
+    # mf's default reg_weight 1.0 lies in the range: it is trial 0, then TPE samples.
+    _tune(mf, "mf", "--space", "reg_weight=1e-2:2:log", "--trials", "3",
+          "--out", str(tmp_path / "in"))  # fmt: skip
+    assert seen[0] == 1.0 and len(seen) == 3 and len(set(seen)) == 3
+    # A value given on the command line is the start; one outside the range is not tried.
+    seen.clear()
+    _tune(mf, "mf", "--space", "reg_weight=1e-2:2:log", "--trials", "2", "--reg-weight", "0.05",
+          "--out", str(tmp_path / "flag"))  # fmt: skip
+    assert seen[0] == 0.05
+    seen.clear()
+    _tune(mf, "mf", "--space", "reg_weight=1e-4:1e-2:log", "--trials", "2",
+          "--out", str(tmp_path / "out"))  # fmt: skip
+    assert all(1e-4 <= w <= 1e-2 for w in seen) and 1.0 not in seen
+    # Nothing is queued again when the search resumes.
+    seen.clear()
+    _tune(mf, "mf", "--space", "reg_weight=1e-2:2:log", "--trials", "4",
+          "--out", str(tmp_path / "in"))  # fmt: skip
+    assert len(seen) == 1 and seen[0] != 1.0
+
+
+def test_start_point_keeps_the_values_inside_the_space():
+    from argparse import Namespace
+
+    space = {"lr": Range(1e-4, 1e-2, log=True), "layers": Range(1, 4, integer=True),
+             "reg_form": ["norm", "squared"], "dim": Range(8, 64, integer=True)}  # fmt: skip
+    args = Namespace(lr=1e-3, layers=2, reg_form="none", dim=100)
+    assert tune_module.start_point(space, args) == {"lr": 1e-3, "layers": 2}
+    assert tune_module.start_point(space, Namespace(lr=True, layers=2.5)) == {}
