@@ -712,13 +712,34 @@ def _done(optuna, study) -> int:
     )
 
 
+def _threads_per_job(jobs: int) -> int | None:
+    """Torch threads of each of ``jobs`` processes: the cores shared out, unless the user
+    set ``OMP_NUM_THREADS`` (then None: leave torch's choice)."""
+    return None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _pool(jobs: int):
+    """A pool of ``jobs`` spawned processes that share the cores as the search workers do."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    return ProcessPoolExecutor(
+        jobs, mp_context=spawn, initializer=_set_threads, initargs=(_threads_per_job(jobs),)
+    )
+
+
 def _run_workers(ctx: _Context, remaining: int, jobs: int) -> None:
     jobs = max(1, min(jobs, remaining))
     quotas = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
     if jobs == 1:
         _worker(ctx, quotas[0], 0, None)
         return
-    threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // jobs)
+    threads = _threads_per_job(jobs)
     spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     procs = [spawn.Process(target=_worker, args=(ctx, q, i, threads)) for i, q in enumerate(quotas)]
     for p in procs:
@@ -763,10 +784,7 @@ def confirm_best(
         print(f"confirm trial {trial.number}, seed {seed}: valid {MONITOR} {value:.4f}", flush=True)
 
     if todo and max(1, min(jobs, len(todo))) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn) as pool:
+        with _pool(min(jobs, len(todo))) as pool:
             futures = [(t, s, pool.submit(_confirm_run, ctx, t.params, s)) for t, s in todo]
             for t, s, future in futures:
                 record(t, s, future.result())
@@ -892,10 +910,7 @@ def retrain_seeds(
     if jobs == 1:
         results = [_train_seed(name, build_model, c) for c in configs]
     else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+        with _pool(jobs) as pool:
             results = list(pool.map(_train_seed, [name] * len(configs),
                                     [_portable(build_model)] * len(configs), configs))  # fmt: skip
     return dict(zip(seeds, results))

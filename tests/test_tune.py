@@ -463,3 +463,19 @@ def test_start_point_keeps_the_values_inside_the_space():
     args = Namespace(lr=1e-3, layers=2, reg_form="none", dim=100)
     assert tune_module.start_point(space, args) == {"lr": 1e-3, "layers": 2}
     assert tune_module.start_point(space, Namespace(lr=True, layers=2.5)) == {}
+
+
+def _torch_threads(_: int) -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_seed_and_confirm_pools_share_out_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(tune_module.os, "cpu_count", lambda: 6)
+    assert tune_module._threads_per_job(2) == 3 and tune_module._threads_per_job(8) == 1
+    with tune_module._pool(2) as pool:  # each process gets its share: 6 cores / 2 jobs
+        assert list(pool.map(_torch_threads, range(2))) == [3, 3]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert tune_module._threads_per_job(2) is None  # the user's setting wins
