@@ -578,8 +578,7 @@ def _worker(ctx: _Context, quota: int, worker: int, threads: int | None) -> None
     """Runs up to ``quota`` trials of the study in ``ctx.out`` (one process)."""
     optuna = _import_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     study = optuna.load_study(
         study_name=STUDY_NAME,
         storage=_storage(optuna, ctx.out),
@@ -783,7 +782,7 @@ def confirm_best(
         os.replace(tmp, path)
         print(f"confirm trial {trial.number}, seed {seed}: valid {MONITOR} {value:.4f}", flush=True)
 
-    if todo and max(1, min(jobs, len(todo))) > 1:
+    if min(jobs, len(todo)) > 1:
         with _pool(min(jobs, len(todo))) as pool:
             futures = [(t, s, pool.submit(_confirm_run, ctx, t.params, s)) for t, s in todo]
             for t, s, future in futures:
@@ -793,10 +792,10 @@ def confirm_best(
             record(t, s, _confirm_run(ctx, t.params, s))
     scores = {}
     for t in ranked:
-        values = _trial_seed_values(t) + [done[str(t.number)][str(s)] for s in seeds]
-        scores[t.number] = {"search": _trial_seed_values(t),
-                            "confirm": {str(s): done[str(t.number)][str(s)] for s in seeds},
-                            "mean": statistics.mean(values)}  # fmt: skip
+        search = _trial_seed_values(t)
+        confirm = {str(s): done[str(t.number)][str(s)] for s in seeds}
+        mean = statistics.mean(search + list(confirm.values()))
+        scores[t.number] = {"search": search, "confirm": confirm, "mean": mean}
     best = max(ranked, key=lambda t: (scores[t.number]["mean"], -t.number))
     return best, scores
 
