@@ -87,10 +87,11 @@ class TrainingState:
             set_rng_state(self.rng[rank])
 
     def save(self, path: str | Path) -> None:
-        """Writes the state atomically (a crash mid-write leaves the previous file)."""
+        """Writes the state atomically (a crash mid-write leaves the previous file; two
+        processes saving to one path each write a temporary file of their own)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         torch.save(
             {
                 "version": CHECKPOINT_VERSION,

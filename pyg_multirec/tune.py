@@ -44,6 +44,12 @@ were running are marked failed (``interrupted``) and run again. ``--jobs N`` run
 ``OUT/best.json`` and, with ``--seeds``, ``OUT/seeds/sSEED/`` (the ``train`` outputs) and
 the test mean ± std in ``best.json``.
 
+A killed search loses no finished epoch either: every search, confirmation and seed run
+saves its training state after each epoch (``OUT/run_states/KEY.pt`` for search and
+confirmation runs, ``KEY`` naming the configuration and seed; ``OUT/seeds/sSEED/last.pt``
+for the seed runs) and, run again, continues from it exactly (same model, optimizer, early
+stopping and random generators). The files of a run are removed when it ends.
+
 Optuna is an optional dependency: ``pip install pyg_multirec[tune]``.
 """
 
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import importlib.util
 import inspect
 import itertools
@@ -80,6 +87,12 @@ TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
 SEEDS_DIR = "seeds"
 CONFIRM_FILE = "confirm.json"
+#: Where search and confirmation runs keep their training state until they end.
+RUN_STATES_DIR = "run_states"
+#: Records what a seed folder trains, so that only the same run continues its last.pt.
+SEED_SETTINGS_FILE = "settings.json"
+#: Hex digits of the hash that names a run's state file.
+RUN_KEY_DIGITS = 16
 DEFAULT_TPE_TRIALS = 30
 DEFAULT_PRUNE_WARMUP = 10  # epochs a trial runs before it may be pruned
 DEFAULT_PRUNE_STARTUP = 5  # trials that must finish before pruning starts
@@ -487,25 +500,68 @@ def _load_data(ctx: _Context, args: argparse.Namespace):
     return ctx.data_cache[key]
 
 
+def run_state_path(out: Path | str, args: argparse.Namespace) -> Path:
+    """The training-state file of a search or confirmation run: named by a hash of what it
+    trains (parameters and seed, not where it runs), so that the same run started again,
+    by a requeued trial or a resumed confirmation, continues it."""
+    settings = json.dumps(_training_settings(vars(args)), sort_keys=True, default=str)
+    key = hashlib.sha256(settings.encode()).hexdigest()[:RUN_KEY_DIGITS]
+    return Path(out) / RUN_STATES_DIR / f"{key}.pt"
+
+
+def _saved_history(path: Path) -> list[dict[str, float]]:
+    """The epochs saved in ``path``; an unreadable or outdated file is removed (the run
+    starts again) rather than failing the trial."""
+    from pyg_multirec.checkpoint import TrainingState
+
+    if not path.is_file():
+        return []
+    try:
+        return TrainingState.load(path).history
+    except (ValueError, OSError, RuntimeError, EOFError) as error:
+        print(f"{path} cannot be resumed ({error}); the run starts again", flush=True)
+        path.unlink(missing_ok=True)
+        return []
+
+
 def fit(
     ctx: _Context,
     args: argparse.Namespace,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_resume: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> TrainResult:
-    """Trains one configuration for model selection: validation only, no files."""
+    """Trains one configuration for model selection: validation only. The run saves its
+    state after every epoch (:func:`run_state_path`) and continues from it when started
+    again; ``on_resume(history)`` then receives the epochs already done. The state file
+    is removed when the run ends, unless by ``KeyboardInterrupt`` (it resumes later)."""
     from pyg_multirec.experiment import train_with_args  # experiment imports this module
-    data = _load_data(ctx, args)
-    seed_everything(args.seed)
-    model = ctx.build_model(data, args)
-    return train_with_args(
-        model,
-        data,
-        args,
-        monitor=MONITOR,
-        progress=False,
-        on_epoch_end=on_epoch_end,
-        evaluate_test=False,  # selection uses the validation split only
-    )
+
+    path = run_state_path(ctx.out, args)
+    try:
+        history = _saved_history(path)
+        if history and on_resume is not None:
+            on_resume(history)
+        data = _load_data(ctx, args)
+        seed_everything(args.seed)
+        model = ctx.build_model(data, args)
+        result = train_with_args(
+            model,
+            data,
+            args,
+            monitor=MONITOR,
+            progress=False,
+            on_epoch_end=on_epoch_end,
+            evaluate_test=False,  # selection uses the validation split only
+            checkpoint_path=path,
+            resume=True,
+        )
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # pruned or failed: it will not be run again
+        path.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+    return result
 
 
 def _objective(trial, ctx: _Context) -> float:
@@ -516,6 +572,7 @@ def _objective(trial, ctx: _Context) -> float:
     epochs: list[int] = []  # each finished seed's best epoch
     ran: list[int] = []  # and the epochs it ran
     run = {"value": -math.inf, "epoch": 0, "epochs": 0}  # the seed being trained
+    earlier = {"seconds": 0.0}  # spent by an interrupted process on the epochs it resumes
 
     def on_epoch_end(epoch: int, valid: dict[str, float]) -> None:
         value = valid[MONITOR]
@@ -528,6 +585,12 @@ def _objective(trial, ctx: _Context) -> float:
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+    def on_resume(history: list[dict[str, float]]) -> None:
+        # The resumed epochs count as this trial's: the pruner sees the whole curve.
+        earlier["seconds"] += sum(row.get("seconds", 0.0) for row in history)
+        for row in history:
+            on_epoch_end(int(row["epoch"]), {MONITOR: row[f"valid_{MONITOR}"]})
+
     tic = time.perf_counter()
     try:
         for seed in seeds:
@@ -535,7 +598,7 @@ def _objective(trial, ctx: _Context) -> float:
             args = argparse.Namespace(**{**ctx.base, **params})
             if seed is not None:
                 args.seed = seed
-            result = fit(ctx, args, on_epoch_end)
+            result = fit(ctx, args, on_epoch_end, on_resume)
             values.append(result.best_valid[MONITOR])
             epochs.append(run["epoch"])
             ran.append(run["epochs"])
@@ -553,7 +616,7 @@ def _objective(trial, ctx: _Context) -> float:
             trial.set_user_attr("epochs", run["epochs"])
         if ctx.search_seeds:
             trial.set_user_attr("seed_values", values)
-        trial.set_user_attr("seconds", time.perf_counter() - tic)
+        trial.set_user_attr("seconds", time.perf_counter() - tic + earlier["seconds"])
     trial.set_user_attr("seconds_per_epoch", result.seconds_per_epoch)
     return statistics.mean(values)
 
@@ -884,11 +947,20 @@ def _training_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 def _train_seed(name: str, build_model: BuildModel, args: argparse.Namespace) -> dict[str, Any]:
     from pyg_multirec.experiment import _train
 
-    metrics_file = Path(args.out) / "metrics.json"
+    out = Path(args.out)
+    metrics_file = out / "metrics.json"
+    settings = _training_settings(vars(args))
     if metrics_file.is_file():
         saved = json.loads(metrics_file.read_text())
-        if _training_settings(saved.get("config") or {}) == _training_settings(vars(args)):
+        if _training_settings(saved.get("config") or {}) == settings:
             return saved  # finished earlier with the same configuration
+    # An interrupted run of the same configuration continues from its last.pt; another
+    # configuration (the search found a new best since) starts afresh over it.
+    settings_file = out / SEED_SETTINGS_FILE
+    same = settings_file.is_file() and json.loads(settings_file.read_text()) == settings
+    out.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(settings, indent=1))
+    args = argparse.Namespace(**{**vars(args), "resume": same})
     _train(name, build_model, args)
     return json.loads(metrics_file.read_text())
 

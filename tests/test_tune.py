@@ -1,6 +1,7 @@
 """The ``tune`` sub-command: grid and TPE search on the validation split, resumable SQLite
 studies, parallel worker processes, seed re-training, and clear errors for bad input."""
 
+import argparse
 import csv
 import json
 
@@ -282,8 +283,8 @@ def test_search_seeds_score_each_trial_by_its_mean_valid_over_seeds(tmp_path, ca
     runs = []
     real_fit = tune_module.fit
 
-    def spy(ctx, args, on_epoch_end=None):
-        result = real_fit(ctx, args, on_epoch_end)
+    def spy(ctx, args, on_epoch_end=None, on_resume=None):
+        result = real_fit(ctx, args, on_epoch_end, on_resume)
         runs.append((args.reg_weight, args.seed, result.best_valid["recall@20"]))
         return result
 
@@ -366,7 +367,7 @@ def test_confirm_top_rescores_the_best_trials_over_more_seeds(tmp_path, capsys, 
     }  # fmt: skip
     runs = []
 
-    def fake_fit(ctx, args, on_epoch_end=None):
+    def fake_fit(ctx, args, on_epoch_end=None, on_resume=None):
         value = planted[(args.reg_weight, args.seed)]
         runs.append((args.reg_weight, args.seed))
         if on_epoch_end is not None:
@@ -430,7 +431,7 @@ def test_tpe_search_starts_from_the_commands_own_values(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_fit(ctx, args, on_epoch_end=None):
+    def fake_fit(ctx, args, on_epoch_end=None, on_resume=None):
         seen.append(args.reg_weight)
         return SimpleNamespace(best_valid={"recall@20": 0.1}, seconds_per_epoch=0.0)
 
@@ -479,3 +480,129 @@ def test_seed_and_confirm_pools_share_out_the_cores(monkeypatch):
         assert list(pool.map(_torch_threads, range(2))) == [3, 3]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert tune_module._threads_per_job(2) is None  # the user's setting wins
+
+
+# ---- interrupted runs continue from their saved state ------------------------------------
+
+
+def _tune_args(module, name, *argv):
+    from pyg_multirec.experiment import build_parser
+
+    parser = build_parser(name, module.add_arguments, getattr(module, "DEFAULTS", None))
+    args = parser.parse_args(["tune", *FAST, *argv])
+    return {k: v for k, v in vars(args).items() if k not in tune_module.TUNE_ONLY}
+
+
+def _interrupt_at(epoch_to_stop):
+    def on_epoch_end(epoch, valid):
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt
+
+    return on_epoch_end
+
+
+def _recording(original, epochs, stop_at=None):
+    """``train_with_args`` that records the epochs it trains (and is Ctrl-C'ed at one)."""
+
+    def train_with_args(*args, **kwargs):
+        given = kwargs.get("on_epoch_end")
+
+        def on_epoch_end(epoch, valid):
+            epochs.append(epoch)
+            if epoch == stop_at:
+                raise KeyboardInterrupt
+            if given is not None:
+                given(epoch, valid)
+
+        return original(*args, **{**kwargs, "on_epoch_end": on_epoch_end})
+
+    return train_with_args
+
+
+def _trained(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.mark.parametrize("name", ["mf", "micro"])
+def test_interrupted_search_run_continues_exactly_from_its_state(tmp_path, name):
+    module = mf if name == "mf" else load_example("micro")
+    base = _tune_args(module, name, "--epochs", "4")
+
+    def context(out):
+        return tune_module._Context(name, module.build, base, {}, str(out), False, 0, 0, 0)
+
+    args = argparse.Namespace(**base)
+    clean = tune_module.fit(context(tmp_path / "clean"), args)
+    ctx = context(tmp_path / "study")
+    state = tune_module.run_state_path(ctx.out, args)
+    with pytest.raises(KeyboardInterrupt):
+        tune_module.fit(ctx, args, on_epoch_end=_interrupt_at(2))
+    assert state.is_file()  # the 2 finished epochs are kept
+    restored, ran = [], []
+    resumed = tune_module.fit(ctx, args, on_epoch_end=lambda e, v: ran.append(e),
+                              on_resume=restored.extend)  # fmt: skip
+    assert [row["epoch"] for row in restored] == [1, 2] and ran == [3, 4]
+    assert _trained(resumed.history) == _trained(clean.history)  # same losses and metrics
+    assert resumed.best_valid == clean.best_valid
+    assert not state.exists()  # a finished run leaves no state behind
+    # The state is named by what is trained, not by where: other settings, other file.
+    other = argparse.Namespace(**{**base, "reg_weight": 0.5, "data_root": "elsewhere"})
+    moved = argparse.Namespace(**{**base, "data_root": "elsewhere", "device": "cpu"})
+    assert tune_module.run_state_path(ctx.out, other) != state
+    assert tune_module.run_state_path(ctx.out, moved) == state
+
+
+def test_requeued_trial_resumes_and_the_pruner_sees_its_whole_curve(tmp_path, monkeypatch):
+    import pyg_multirec.experiment as experiment
+
+    space = ["--space", "reg_weight=1e-2", "--epochs", "4"]
+    clean = _tune(mf, "mf", *space, "--out", str(tmp_path / "clean"))
+    original, ran = experiment.train_with_args, []
+    out = tmp_path / "study"
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(experiment, "train_with_args", _recording(original, ran, stop_at=3))
+        _tune(mf, "mf", *space, "--out", str(out))
+    assert len(list((out / tune_module.RUN_STATES_DIR).glob("*.pt"))) == 1
+    monkeypatch.setattr(experiment, "train_with_args", _recording(original, ran))
+    best = _tune(mf, "mf", *space, "--out", str(out))
+    assert ran == [1, 2, 3, 4]  # the requeued trial trained epoch 4 only
+    assert best["valid"] == clean["valid"] and best["best_epoch"] == clean["best_epoch"]
+    storage = f"sqlite:///{out / DB_FILE}"
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert sorted(trials[1].intermediate_values) == [1, 2, 3, 4]  # 1-3 from the first run
+    assert not list((out / tune_module.RUN_STATES_DIR).glob("*"))
+
+
+def test_interrupted_seed_run_continues_and_a_new_configuration_starts_afresh(
+    tmp_path, monkeypatch
+):
+    import pyg_multirec.experiment as experiment
+
+    base = argparse.Namespace(**{**_tune_args(mf, "mf", "--epochs", "3"), "command": "tune"})
+    clean = tune_module._config(base, {"reg_weight": 1e-2}, 0, tmp_path / "clean")
+    tune_module._train_seed("mf", mf.build, clean)
+    original = experiment.train_with_args
+
+    def history(config):
+        return json.loads((tmp_path / config / "history.json").read_text())
+
+    for config, reg_weight in [("resumed", 1e-2), ("changed", 1.0)]:
+        with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setattr(experiment, "train_with_args", _recording(original, [], stop_at=2))
+            stale = tune_module._config(base, {"reg_weight": reg_weight}, 0, tmp_path / config)
+            tune_module._train_seed("mf", mf.build, stale)
+    # Same configuration: continues from last.pt to the clean run's result.
+    ran = []
+    monkeypatch.setattr(experiment, "train_with_args", _recording(original, ran))
+    resumed = tune_module._config(base, {"reg_weight": 1e-2}, 0, tmp_path / "resumed")
+    metrics = tune_module._train_seed("mf", mf.build, resumed)
+    assert ran == [3]
+    assert _trained(history("resumed")) == _trained(history("clean"))
+    assert metrics["test"] == json.loads((tmp_path / "clean" / "metrics.json").read_text())["test"]
+    # The search has a new best since: its seed run ignores the other configuration's state.
+    ran.clear()
+    changed = tune_module._config(base, {"reg_weight": 1e-2}, 0, tmp_path / "changed")
+    tune_module._train_seed("mf", mf.build, changed)
+    assert ran == [1, 2, 3]
+    assert _trained(history("changed")) == _trained(history("clean"))
