@@ -471,6 +471,8 @@ class _Run:
             state = TrainingState.load(self.checkpoint_path)
             state.restore(self.components, rank=self.replicas.rank)
             self.history = state.history
+            if self.history_path is not None and self.replicas.is_main:
+                _write_history(self.history, self.history_path)  # complete if no epoch runs
 
     def epoch(self, epoch: int, sampler: BPRSampler, num_batches: int) -> None:
         """Trains one epoch, then rank 0 validates, logs and saves; the others follow."""

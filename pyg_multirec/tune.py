@@ -48,7 +48,10 @@ A killed search loses no finished epoch either: every search, confirmation and s
 saves its training state after each epoch (``OUT/run_states/KEY.pt`` for search and
 confirmation runs, ``KEY`` naming the configuration and seed; ``OUT/seeds/sSEED/last.pt``
 for the seed runs) and, run again, continues from it exactly (same model, optimizer, early
-stopping and random generators). The files of a run are removed when it ends.
+stopping and random generators). A pruned or failed run's state is removed; a finished
+run's is kept while it may serve again: the seed runs of the best configuration take over
+the finished runs of the same configuration and seed (its search trial, its confirmation
+runs), so that these are not trained twice, and read the test split of their best epoch.
 
 Optuna is an optional dependency: ``pip install pyg_multirec[tune]``.
 """
@@ -532,8 +535,9 @@ def fit(
 ) -> TrainResult:
     """Trains one configuration for model selection: validation only. The run saves its
     state after every epoch (:func:`run_state_path`) and continues from it when started
-    again; ``on_resume(history)`` then receives the epochs already done. The state file
-    is removed when the run ends, unless by ``KeyboardInterrupt`` (it resumes later)."""
+    again; ``on_resume(history)`` then receives the epochs already done. The state of a
+    finished run stays (for :func:`retrain_seeds`); that of a pruned or failed one is
+    removed, and that of a run stopped by ``KeyboardInterrupt`` stays (it resumes later)."""
     from pyg_multirec.experiment import train_with_args  # experiment imports this module
 
     path = run_state_path(ctx.out, args)
@@ -560,8 +564,21 @@ def fit(
     except BaseException:  # pruned or failed: it will not be run again
         path.unlink(missing_ok=True)
         raise
-    path.unlink(missing_ok=True)
     return result
+
+
+def _state_paths(ctx: _Context, trials: Sequence[Any], seeds: Sequence[int]) -> list[Path]:
+    """The state files of the runs of ``trials`` (finished ones) with ``seeds``."""
+    return [
+        run_state_path(ctx.out, argparse.Namespace(**{**ctx.base, **t.params, "seed": s}))
+        for t in trials
+        for s in seeds
+    ]
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _objective(trial, ctx: _Context) -> float:
@@ -944,7 +961,12 @@ def _training_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return _jsonable({k: v for k, v in config.items() if k not in RUN_ONLY})
 
 
-def _train_seed(name: str, build_model: BuildModel, args: argparse.Namespace) -> dict[str, Any]:
+def _train_seed(
+    name: str, build_model: BuildModel, args: argparse.Namespace, finished: Path | None = None
+) -> dict[str, Any]:
+    """Trains one seed run in ``args.out`` (or reads it back, or continues it). ``finished``:
+    the state of a run of the same configuration and seed that the search or confirmation
+    already trained to its end; the seed run takes it over and only reads the test split."""
     from pyg_multirec.experiment import _train
 
     out = Path(args.out)
@@ -959,6 +981,11 @@ def _train_seed(name: str, build_model: BuildModel, args: argparse.Namespace) ->
     settings_file = out / SEED_SETTINGS_FILE
     same = settings_file.is_file() and json.loads(settings_file.read_text()) == settings
     out.mkdir(parents=True, exist_ok=True)
+    if finished is not None and finished.is_file() and not same:
+        from pyg_multirec.experiment import LAST_CHECKPOINT
+
+        os.replace(finished, out / LAST_CHECKPOINT)
+        same = True
     settings_file.write_text(json.dumps(settings, indent=1))
     args = argparse.Namespace(**{**vars(args), "resume": same})
     _train(name, build_model, args)
@@ -977,13 +1004,15 @@ def retrain_seeds(
     """Trains the configuration ``args`` + ``params`` once per seed (the ``train`` outputs
     in ``out/seeds/sSEED``; finished seeds are read back) and returns their metrics.json."""
     configs = [_config(args, params, s, out / SEEDS_DIR / f"s{s}") for s in seeds]
+    finished = [run_state_path(out, c) for c in configs]  # same key: the same training
     jobs = max(1, min(jobs, len(configs)))
     if jobs == 1:
-        results = [_train_seed(name, build_model, c) for c in configs]
+        results = [_train_seed(name, build_model, c, f) for c, f in zip(configs, finished)]
     else:
         with _pool(jobs) as pool:
             results = list(pool.map(_train_seed, [name] * len(configs),
-                                    [_portable(build_model)] * len(configs), configs))  # fmt: skip
+                                    [_portable(build_model)] * len(configs), configs,
+                                    finished))  # fmt: skip
     return dict(zip(seeds, results))
 
 
@@ -1100,6 +1129,11 @@ def run_tune(
         if not complete:
             raise ValueError(f"no trial of {out} has completed: nothing to select")
         best = max(complete, key=lambda t: (t.value, -t.number))
+        # Only the best trials' finished runs may serve again (confirmation, seed runs).
+        kept = sorted(complete, key=lambda t: (-t.value, t.number))[: max(confirm_top, 1)]
+        searched_seeds = search_seeds or [args.seed]
+        others = [t for t in complete if t.number not in {k.number for k in kept}]
+        _remove(_state_paths(ctx, others, searched_seeds))
         selected_on = f"valid {MONITOR}" + (
             f", mean over seeds {search_seeds}" if search_seeds else ""
         )
@@ -1143,6 +1177,7 @@ def run_tune(
                 for s, r in runs.items()
             }
             summary.update(summarise_seeds(runs))
+            _remove(_state_paths(ctx, kept, [*searched_seeds, *confirm_seeds]))  # all served
             cells = [
                 f"{k} {summary['test_mean'][k]:.4f} ± {summary['test_std'][k]:.4f}"
                 for k in ("recall@20", "ndcg@20")

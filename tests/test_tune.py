@@ -544,7 +544,10 @@ def test_interrupted_search_run_continues_exactly_from_its_state(tmp_path, name)
     assert [row["epoch"] for row in restored] == [1, 2] and ran == [3, 4]
     assert _trained(resumed.history) == _trained(clean.history)  # same losses and metrics
     assert resumed.best_valid == clean.best_valid
-    assert not state.exists()  # a finished run leaves no state behind
+    # A finished run's state stays: the same run asked again trains nothing.
+    ran.clear()
+    again = tune_module.fit(ctx, args, on_epoch_end=lambda e, v: ran.append(e))
+    assert ran == [] and again.best_valid == clean.best_valid
     # The state is named by what is trained, not by where: other settings, other file.
     other = argparse.Namespace(**{**base, "reg_weight": 0.5, "data_root": "elsewhere"})
     moved = argparse.Namespace(**{**base, "data_root": "elsewhere", "device": "cpu"})
@@ -571,7 +574,6 @@ def test_requeued_trial_resumes_and_the_pruner_sees_its_whole_curve(tmp_path, mo
     trials = optuna.load_study(study_name=STUDY_NAME, storage=storage).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert sorted(trials[1].intermediate_values) == [1, 2, 3, 4]  # 1-3 from the first run
-    assert not list((out / tune_module.RUN_STATES_DIR).glob("*"))
 
 
 def test_interrupted_seed_run_continues_and_a_new_configuration_starts_afresh(
@@ -606,3 +608,33 @@ def test_interrupted_seed_run_continues_and_a_new_configuration_starts_afresh(
     tune_module._train_seed("mf", mf.build, changed)
     assert ran == [1, 2, 3]
     assert _trained(history("changed")) == _trained(history("clean"))
+
+
+def test_seed_runs_take_over_the_finished_runs_of_the_search_and_confirmation(
+    tmp_path, monkeypatch
+):
+    import pyg_multirec.experiment as experiment
+
+    out = tmp_path / "study"
+    states = out / tune_module.RUN_STATES_DIR
+    original, ran = experiment.train_with_args, []
+    monkeypatch.setattr(experiment, "train_with_args", _recording(original, ran))
+    # The search and the confirmation, without seed runs: the best trial's runs stay.
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1,0.1", "--epochs", "3", "--out", str(out),
+                 "--confirm-top", "2", "--confirm-seeds", "1")  # fmt: skip
+    assert len(ran) == 3 * 3 + 2 * 3  # 3 trials, 2 confirmation runs, 3 epochs each
+    assert len(list(states.glob("*.pt"))) == 2 * 2  # the 2 best trials' search and confirm runs
+    # Seed runs of the winner: seeds 0 and 1 were trained already, seed 2 is new.
+    ran.clear()
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1,0.1", "--epochs", "3", "--out", str(out),
+                 "--confirm-top", "2", "--confirm-seeds", "1", "--seeds", "0,1,2")  # fmt: skip
+    assert ran == [1, 2, 3]  # seed 2 only
+    assert not list(states.glob("*"))  # every kept state served or was removed
+    base = argparse.Namespace(**{**_tune_args(mf, "mf", "--epochs", "3"), "command": "tune"})
+    for seed in (0, 1):
+        clean = tune_module._config(base, best["params"], seed, tmp_path / f"clean{seed}")
+        expected = tune_module._train_seed("mf", mf.build, clean)
+        taken = best["seeds"][str(seed)]
+        assert taken["test"] == expected["test"] and taken["best_epoch"] == expected["best_epoch"]
+        history = json.loads((out / "seeds" / f"s{seed}" / "history.json").read_text())
+        assert _trained(history) == _trained(expected["history"])
