@@ -1139,10 +1139,17 @@ def run_tune(
         )
         valid, confirmed = best.value, {}
         if confirm_top:
+            confirmed_count = min(confirm_top, len(complete))
+            if confirmed_count < confirm_top:
+                print(
+                    f"--confirm-top {confirm_top}: only {len(complete)} trial(s) completed "
+                    f"(the others were pruned or failed); confirming those",
+                    flush=True,
+                )
             best, confirmed = confirm_best(ctx, complete, confirm_top, confirm_seeds, args.jobs)
             valid = confirmed[best.number]["mean"]
             selected_on += (
-                f"; the best {confirm_top} re-scored by the mean with seeds {confirm_seeds}"
+                f"; the best {confirmed_count} re-scored by the mean with seeds {confirm_seeds}"
             )
         states = [r["state"] for r in trial_rows(study, [])]
         summary: dict[str, Any] = {

@@ -638,3 +638,10 @@ def test_seed_runs_take_over_the_finished_runs_of_the_search_and_confirmation(
         assert taken["test"] == expected["test"] and taken["best_epoch"] == expected["best_epoch"]
         history = json.loads((out / "seeds" / f"s{seed}" / "history.json").read_text())
         assert _trained(history) == _trained(expected["history"])
+
+
+def test_confirm_top_beyond_the_completed_trials_says_so(tmp_path, capsys):
+    best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(tmp_path / "mf"),
+                 "--confirm-top", "3", "--confirm-seeds", "1")  # fmt: skip
+    assert "--confirm-top 3: only 2 trial(s) completed" in capsys.readouterr().out
+    assert "the best 2 re-scored" in best["selected_on"] and len(best["confirmed"]) == 2
