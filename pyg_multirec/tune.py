@@ -410,6 +410,7 @@ class _Context:
     prune_startup: int
     seed: int
     search_seeds: tuple[int, ...] = ()
+    keep_states: int = 1  # the best finished trials whose run states are kept
     data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
@@ -536,8 +537,9 @@ def fit(
     """Trains one configuration for model selection: validation only. The run saves its
     state after every epoch (:func:`run_state_path`) and continues from it when started
     again; ``on_resume(history)`` then receives the epochs already done. The state of a
-    finished run stays (for :func:`retrain_seeds`); that of a pruned or failed one is
-    removed, and that of a run stopped by ``KeyboardInterrupt`` stays (it resumes later)."""
+    finished run stays while its trial is among the best (for :func:`retrain_seeds`); that
+    of a pruned or failed one is removed, and that of a run stopped by
+    ``KeyboardInterrupt`` stays (it resumes later)."""
     from pyg_multirec.experiment import train_with_args  # experiment imports this module
 
     path = run_state_path(ctx.out, args)
@@ -650,8 +652,22 @@ def _report_trial(ctx: _Context):
             flush=True,
         )
         write_trials_tables(study, Path(ctx.out), list(ctx.space))
+        if trial.state.name == "COMPLETE":
+            _keep_best_states(ctx, study.get_trials(deepcopy=False))
 
     return callback
+
+
+def _keep_best_states(ctx: _Context, trials: Sequence[Any]) -> list[Any]:
+    """Removes the run states of the finished trials outside the ``ctx.keep_states`` best
+    (only these may serve again) and returns those best. Safe in parallel workers: a trial
+    that finishes later can only push others out of the best, never bring one back."""
+    complete = sorted(
+        (t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number)
+    )
+    seeds = ctx.search_seeds or (ctx.seed,)
+    _remove(_state_paths(ctx, complete[ctx.keep_states :], seeds))
+    return complete[: ctx.keep_states]
 
 
 def _worker(ctx: _Context, quota: int, worker: int, threads: int | None) -> None:
@@ -1100,6 +1116,7 @@ def run_tune(
         prune_startup=args.prune_startup,
         seed=args.seed,
         search_seeds=tuple(search_seeds),
+        keep_states=max(confirm_top, 1),
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space, search_seeds)
@@ -1130,10 +1147,7 @@ def run_tune(
             raise ValueError(f"no trial of {out} has completed: nothing to select")
         best = max(complete, key=lambda t: (t.value, -t.number))
         # Only the best trials' finished runs may serve again (confirmation, seed runs).
-        kept = sorted(complete, key=lambda t: (-t.value, t.number))[: max(confirm_top, 1)]
-        searched_seeds = search_seeds or [args.seed]
-        others = [t for t in complete if t.number not in {k.number for k in kept}]
-        _remove(_state_paths(ctx, others, searched_seeds))
+        kept = _keep_best_states(ctx, complete)
         selected_on = f"valid {MONITOR}" + (
             f", mean over seeds {search_seeds}" if search_seeds else ""
         )
@@ -1184,7 +1198,8 @@ def run_tune(
                 for s, r in runs.items()
             }
             summary.update(summarise_seeds(runs))
-            _remove(_state_paths(ctx, kept, [*searched_seeds, *confirm_seeds]))  # all served
+            run_seeds = [*(search_seeds or [args.seed]), *confirm_seeds]
+            _remove(_state_paths(ctx, kept, run_seeds))  # all have served
             cells = [
                 f"{k} {summary['test_mean'][k]:.4f} ± {summary['test_std'][k]:.4f}"
                 for k in ("recall@20", "ndcg@20")

@@ -645,3 +645,25 @@ def test_confirm_top_beyond_the_completed_trials_says_so(tmp_path, capsys):
                  "--confirm-top", "3", "--confirm-seeds", "1")  # fmt: skip
     assert "--confirm-top 3: only 2 trial(s) completed" in capsys.readouterr().out
     assert "the best 2 re-scored" in best["selected_on"] and len(best["confirmed"]) == 2
+
+
+def test_only_the_best_finished_trials_keep_their_run_states(tmp_path):
+    from types import SimpleNamespace
+
+    base = _tune_args(mf, "mf")
+    ctx = tune_module._Context("mf", mf.build, base, {}, str(tmp_path), False, 0, 0, 0,
+                               search_seeds=(0, 1), keep_states=2)  # fmt: skip
+
+    def trial(number, value, state="COMPLETE"):
+        return SimpleNamespace(number=number, value=value, state=SimpleNamespace(name=state),
+                               params={"reg_weight": 10.0**-number})  # fmt: skip
+
+    trials = [trial(0, 0.2), trial(1, 0.4), trial(2, 0.3), trial(3, None, "RUNNING")]
+    paths = {t.number: tune_module._state_paths(ctx, [t], (0, 1)) for t in trials}
+    for path in sum(paths.values(), []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    kept = tune_module._keep_best_states(ctx, trials)
+    assert [t.number for t in kept] == [1, 2]
+    assert [p.exists() for p in paths[0]] == [False, False]  # outside the best 2
+    assert all(p.exists() for n in (1, 2, 3) for p in paths[n])  # best, or still running
