@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -85,6 +86,8 @@ MONITOR = "recall@20"
 STUDY_NAME = "tune"
 DB_FILE = "study.db"
 LOCK_FILE = ".tune.lock"
+#: Serialises the workers' claims of queued trials (see :func:`_storage`).
+CLAIM_LOCK_FILE = ".claim.lock"
 BEST_FILE = "best.json"
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
@@ -414,9 +417,35 @@ class _Context:
     data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
+@functools.cache
+def _claim_locked_storage(optuna) -> type:
+    """Optuna's ``RDBStorage`` whose claims of a queued trial (its move from WAITING to
+    RUNNING) hold an exclusive file lock. SQLite has no row locks (Optuna's ``SELECT ... FOR
+    UPDATE`` is a no-op there), so two workers asking at the same moment could both read
+    the same WAITING trial and both claim it: the same point ran twice, and the second to
+    finish failed on a trial already finished (optuna/optuna#4621)."""
+    import fcntl
+
+    class ClaimLockedRDBStorage(optuna.storages.RDBStorage):
+        def __init__(self, url: str, claim_lock: Path, **kwargs: Any) -> None:
+            super().__init__(url, **kwargs)
+            self.claim_lock = claim_lock
+
+        def set_trial_state_values(self, trial_id, state, values=None) -> bool:
+            if state != optuna.trial.TrialState.RUNNING:
+                return super().set_trial_state_values(trial_id, state, values)
+            with open(self.claim_lock, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+                return super().set_trial_state_values(trial_id, state, values)
+
+    return ClaimLockedRDBStorage
+
+
 def _storage(optuna, out: Path | str):
-    return optuna.storages.RDBStorage(
-        url=f"sqlite:///{Path(out).resolve() / DB_FILE}",
+    out = Path(out).resolve()
+    return _claim_locked_storage(optuna)(
+        url=f"sqlite:///{out / DB_FILE}",
+        claim_lock=out / CLAIM_LOCK_FILE,
         engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}},
     )
 

@@ -667,3 +667,37 @@ def test_only_the_best_finished_trials_keep_their_run_states(tmp_path):
     assert [t.number for t in kept] == [1, 2]
     assert [p.exists() for p in paths[0]] == [False, False]  # outside the best 2
     assert all(p.exists() for n in (1, 2, 3) for p in paths[n])  # best, or still running
+
+
+def test_two_workers_never_claim_the_same_queued_trial(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from optuna.storages import RDBStorage
+
+    # Widen the window between a claim's read of the trial and its write, as a busy
+    # machine does now and then: without the claim lock both claims of the one queued
+    # trial would succeed.
+    check = RDBStorage.check_trial_is_updatable
+
+    def slow_check(self, trial_id, state):
+        time.sleep(0.3)
+        return check(self, trial_id, state)
+
+    monkeypatch.setattr(RDBStorage, "check_trial_is_updatable", slow_check)
+    study = optuna.create_study(study_name=STUDY_NAME,
+                                storage=tune_module._storage(optuna, tmp_path))  # fmt: skip
+    study.enqueue_trial({"x": 1.0})
+    trial_id = study.trials[0]._trial_id
+    claims = []
+
+    def claim():
+        storage = tune_module._storage(optuna, tmp_path)  # one per worker, as in _worker
+        claims.append(storage.set_trial_state_values(trial_id, optuna.trial.TrialState.RUNNING))
+
+    workers = [threading.Thread(target=claim) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(claims) == [False, True]
