@@ -25,6 +25,8 @@ the command is run again::
     python examples/reproduce_results.py --tables-only
     # one row, small budget (a smoke test)
     python examples/reproduce_results.py --tune --only LightGCN --max-epochs 5 --trials 2
+    # where each row stands (trials by state, best valid so far, seeds), training nothing
+    python examples/reproduce_results.py --status
 """
 
 from __future__ import annotations
@@ -167,6 +169,64 @@ def archive(out: Path, dest: Path) -> None:
             shutil.copyfile(out / name, dest / name)
 
 
+def _lock_held(path: Path) -> bool:
+    """Whether a running ``tune`` command holds the folder lock ``path``."""
+    import fcntl
+
+    if not path.is_file():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def row_status(out: Path, seeds_wanted: int) -> str:
+    """One line on a row folder: finished, not started, or its search's trials by state
+    (with the epochs of the running ones), best valid Recall@20 so far, confirmation runs
+    and seed runs done; whether a ``tune`` command is working on it now."""
+    from pyg_multirec import tune
+
+    best = _read_best(out)
+    if best is not None and len(best["seeds"]) >= seeds_wanted:
+        recalls = list(_test_by_seed(best).values())
+        return f"done: test R@20 {_cell(recalls)} over {len(recalls)} seeds"
+    if not (out / tune.DB_FILE).is_file():
+        return "not started"
+    optuna = tune._import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=tune.STUDY_NAME,
+                              storage=f"sqlite:///{(out / tune.DB_FILE).resolve()}")  # fmt: skip
+    live = _lock_held(out / tune.LOCK_FILE)
+    states: dict[str, int] = {}
+    running, complete = [], []
+    for t in study.get_trials(deepcopy=False):
+        state = tune.INTERRUPTED if t.user_attrs.get(tune.INTERRUPTED) else t.state.name.lower()
+        if state == "running":
+            running.append(str(max(t.intermediate_values, default=0)))
+            if not live:  # its command was stopped: the next one queues it again
+                state = tune.INTERRUPTED
+        elif state == "complete":
+            complete.append(t)
+        states[state] = states.get(state, 0) + 1
+    parts = [", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
+    if running:
+        parts.append(f"epochs of the {'running' if live else 'stopped'}: {', '.join(running)}")
+    if complete:
+        top = max(complete, key=lambda t: (t.value, -t.number))
+        parts.append(f"best valid R@20 {top.value:.4f} (trial {top.number})")
+    confirm = out / tune.CONFIRM_FILE
+    if confirm.is_file():
+        done = sum(len(v) for v in json.loads(confirm.read_text()).values())
+        parts.append(f"{done} confirmation runs")
+    seeds = len(list((out / tune.SEEDS_DIR).glob("s*/metrics.json")))
+    parts.append(f"seeds {seeds}/{seeds_wanted}")
+    return f"search ({'running now' if live else 'stopped'}): " + "; ".join(parts)
+
+
 def _cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -241,7 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tune", action="store_true",
                         help="run (or continue) each row's search before its seeds")  # fmt: skip
     parser.add_argument("--tables-only", action="store_true",
-                        help="train nothing: rebuild the tables from finished runs")  # fmt: skip
+                        help="train nothing: rebuild the tables from finished runs")
+    parser.add_argument("--status", action="store_true",
+                        help="train and write nothing: print where each row stands")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--datasets", default="ml100k")
@@ -271,6 +333,14 @@ def main(argv: list[str] | None = None) -> None:
     only = set(args.only.split(",")) if args.only else None
     kinds = [("warm", WARM, []), ("cold", COLD, ["--cold-start"])]
     skipped = {kind for kind, skip in (("warm", args.skip_warm), ("cold", args.skip_cold)) if skip}
+    if args.status:
+        for dataset in args.datasets.split(","):
+            for kind, rows, _ in kinds:
+                for row in rows:
+                    out = Path(args.runs) / dataset / kind / _slug(row.label)
+                    status = row_status(out, len(_seeds(row, args)))
+                    print(f"{dataset} {kind:4} {row.label}: {status}")
+        return
     sections, failed = [], []
     for dataset in args.datasets.split(","):
         for kind, rows, kind_flags in kinds:

@@ -701,3 +701,34 @@ def test_two_workers_never_claim_the_same_queued_trial(tmp_path, monkeypatch):
     for worker in workers:
         worker.join()
     assert sorted(claims) == [False, True]
+
+
+def test_reproduce_status_says_where_each_row_stands(tmp_path, capsys):
+    import fcntl
+
+    rr = load_example("reproduce_results")
+    runs = tmp_path / "runs"
+    warm = runs / "ml100k" / "warm"
+    (warm / "mf-bpr").mkdir(parents=True)
+    (warm / "mf-bpr" / "best.json").write_text(json.dumps(_fake_best([0.1, 0.11, 0.12], {})))
+    out = warm / "lightgcn"
+    best = _tune(lightgcn, "lightgcn", "--space", "reg_weight=1e-3", "--space", "layers=1",
+                 "--out", str(out))  # fmt: skip
+    storage = f"sqlite:///{out / DB_FILE}"
+    optuna.load_study(study_name=STUDY_NAME, storage=storage).ask()  # left running
+
+    def status(label):
+        rr.main(["--status", "--runs", str(runs), "--report", str(tmp_path / "results.md")])
+        lines = capsys.readouterr().out.splitlines()
+        return next(line for line in lines if line.startswith(f"ml100k warm {label}:"))
+
+    assert status("MF-BPR").endswith("done: test R@20 0.1100 ± 0.0100 over 3 seeds")
+    assert status("VBPR").endswith(": not started")
+    line = status("LightGCN")
+    assert line.startswith("ml100k warm LightGCN: search (stopped): 1 complete, 1 interrupted;")
+    assert f"best valid R@20 {best['valid']:.4f} (trial 0); seeds 0/3" in line
+    with open(out / tune_module.LOCK_FILE, "w") as handle:  # a tune command at work
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        line = status("LightGCN")
+    assert "search (running now): 1 complete, 1 running; epochs of the running: 0;" in line
+    assert not (tmp_path / "results.md").exists()  # --status writes nothing
