@@ -414,6 +414,7 @@ class _Context:
     seed: int
     search_seeds: tuple[int, ...] = ()
     keep_states: int = 1  # the best finished trials whose run states are kept
+    confirm_seeds: tuple[int, ...] = ()
     data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
@@ -694,7 +695,7 @@ def _keep_best_states(ctx: _Context, trials: Sequence[Any]) -> list[Any]:
     complete = sorted(
         (t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number)
     )
-    seeds = ctx.search_seeds or (ctx.seed,)
+    seeds = (*(ctx.search_seeds or (ctx.seed,)), *ctx.confirm_seeds)
     _remove(_state_paths(ctx, complete[ctx.keep_states :], seeds))
     return complete[: ctx.keep_states]
 
@@ -1146,6 +1147,7 @@ def run_tune(
         seed=args.seed,
         search_seeds=tuple(search_seeds),
         keep_states=max(confirm_top, 1),
+        confirm_seeds=tuple(confirm_seeds),
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space, search_seeds)
@@ -1227,8 +1229,7 @@ def run_tune(
                 for s, r in runs.items()
             }
             summary.update(summarise_seeds(runs))
-            run_seeds = [*(search_seeds or [args.seed]), *confirm_seeds]
-            _remove(_state_paths(ctx, kept, run_seeds))  # all have served
+            _remove(_state_paths(ctx, kept, [*(search_seeds or [args.seed]), *confirm_seeds]))
             cells = [
                 f"{k} {summary['test_mean'][k]:.4f} ± {summary['test_std'][k]:.4f}"
                 for k in ("recall@20", "ndcg@20")

@@ -652,20 +652,21 @@ def test_only_the_best_finished_trials_keep_their_run_states(tmp_path):
 
     base = _tune_args(mf, "mf")
     ctx = tune_module._Context("mf", mf.build, base, {}, str(tmp_path), False, 0, 0, 0,
-                               search_seeds=(0, 1), keep_states=2)  # fmt: skip
+                               search_seeds=(0, 1), keep_states=2, confirm_seeds=(5,))  # fmt: skip
 
     def trial(number, value, state="COMPLETE"):
         return SimpleNamespace(number=number, value=value, state=SimpleNamespace(name=state),
                                params={"reg_weight": 10.0**-number})  # fmt: skip
 
     trials = [trial(0, 0.2), trial(1, 0.4), trial(2, 0.3), trial(3, None, "RUNNING")]
-    paths = {t.number: tune_module._state_paths(ctx, [t], (0, 1)) for t in trials}
+    # The search's runs (seeds 0, 1) and the confirmation's (seed 5) of each trial.
+    paths = {t.number: tune_module._state_paths(ctx, [t], (0, 1, 5)) for t in trials}
     for path in sum(paths.values(), []):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     kept = tune_module._keep_best_states(ctx, trials)
     assert [t.number for t in kept] == [1, 2]
-    assert [p.exists() for p in paths[0]] == [False, False]  # outside the best 2
+    assert [p.exists() for p in paths[0]] == [False] * 3  # outside the best 2
     assert all(p.exists() for n in (1, 2, 3) for p in paths[n])  # best, or still running
 
 
