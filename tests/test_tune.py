@@ -733,3 +733,30 @@ def test_reproduce_status_says_where_each_row_stands(tmp_path, capsys):
         line = status("LightGCN")
     assert "search (running now): 1 complete, 1 running; epochs of the running: 0;" in line
     assert not (tmp_path / "results.md").exists()  # --status writes nothing
+
+
+def test_no_prune_runs_again_in_full_the_trials_an_earlier_command_pruned(tmp_path, capsys):
+    out = tmp_path / "mf"
+    space = ["--space", "reg_weight=1e-3,1e-1", "--out", str(out)]
+    _tune(mf, "mf", *space, "--trials", "1")
+    storage = f"sqlite:///{out / DB_FILE}"
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    grid = {"reg_weight": [1e-3, 1e-1], "reg_form": ["norm"], "lr": [1e-3]}
+    study.enqueue_trial({"reg_weight": 1e-1, "reg_form": "norm", "lr": 1e-3})
+    pruned = study.ask()
+    for name, values in grid.items():
+        pruned.suggest_categorical(name, values)
+    pruned.report(0.01, 1)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+
+    _tune(mf, "mf", *space)  # pruning on: the pruned point counts as done
+    assert [r["state"] for r in _rows(out)] == ["complete", "pruned"]
+    capsys.readouterr()
+    best = _tune(mf, "mf", *space, "--no-prune")
+    assert "1 trial(s) pruned earlier: queued again" in capsys.readouterr().out
+    rows = _rows(out)
+    assert [r["state"] for r in rows] == ["complete", tune_module.SUPERSEDED, "complete"]
+    assert float(rows[2]["reg_weight"]) == 1e-1 and int(rows[2]["epochs"]) == 2  # in full
+    assert best["trials"] == {"complete": 2, tune_module.SUPERSEDED: 1}
+    _tune(mf, "mf", *space, "--no-prune")  # nothing is run twice
+    assert len(_rows(out)) == 3
