@@ -61,11 +61,12 @@ CONFIRM_TOP = 3
 CONFIRM_SEEDS = "1,2"
 # Every trial runs to its own early stop: no pruning. On ml100k the valid curves of these
 # models cross late, and the median pruner (after 10 epochs, against the median of the
-# finished trials at the same epoch) pruned trials that were ahead of the eventual winner at
-# that epoch: all 15 LightGCN trials with 2-4 layers at epoch 10 (the 5 reference trials were
-# the 1-layer ones), 9 of MF's, 2 of VBPR's, and 12 of MICRO's 27 grid points at epoch 10,
-# where the grid's best trial would have been pruned too. Trials pruned by earlier runs of
-# this job are run again in full (``tune --no-prune``).
+# finished trials at the same epoch) judged on values that do not predict the final ones:
+# all 9 of MF's pruned trials and both of VBPR's were ahead of the eventual winner when
+# stopped; LightGCN's 15 trials with 2-4 layers were stopped at epoch 10 against 5 reference
+# trials that all had 1 layer; 12 of MICRO's 27 grid points were stopped at epoch 10, where
+# the grid's best trial was below the median too. Trials pruned by earlier runs of this job
+# are run again in full (``tune --no-prune``).
 PRUNE_FLAGS = ["--no-prune"]
 # SEA's weights of a component that a row switches off are fixed at the official values,
 # so that the search does not spend trials on parameters without effect.

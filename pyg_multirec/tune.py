@@ -21,9 +21,10 @@ split; only the seeds re-trained from the best configuration (``--seeds``) read 
 split, once each, at their best valid epoch.
 
 The pruner saves time where bad configurations fall behind early and stay behind. Where
-the valid curves cross late it stops configurations that would have won (on ml100k it
-pruned LightGCN's 2-4 layer trials at epoch 10, while the finished reference trials all had
-1 layer, and would have pruned MICRO's best grid point at epoch 10); ``--no-prune`` runs
+the valid curves cross late it stops configurations that could have won (on ml100k it
+stopped MF and VBPR trials that were ahead of the eventual winner at that epoch, and
+LightGCN's 2-4 layer trials at epoch 10 while the finished reference trials all had 1
+layer; MICRO's best grid point was below the median at epoch 10); ``--no-prune`` runs
 every trial to its own early stop, and a ``--no-prune`` command also runs again, in full,
 the trials that an earlier command pruned (their rows then say ``superseded``).
 
