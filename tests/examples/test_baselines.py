@@ -15,7 +15,7 @@ def test_reg_flags_reach_the_loss(tiny_data, name):
     example = load_example(name)
     parser = build_parser(name, example.add_arguments, None)
     default = example.build(tiny_data, parser.parse_args(["train"]))
-    defaults = {"mf": ("norm", 1.0), "lightgcn": ("norm", 1e-2)}  # validated on ml100k
+    defaults = {"mf": ("norm", 1.0), "lightgcn": ("norm", 1e-3)}  # validated on ml100k
     assert (default.bpr.reg_form, default.bpr.reg_weight) == defaults[name]
     args = parser.parse_args(["train", "--reg-form", "norm", "--reg-weight", "0.5", "--dim", "8"])
     model = example.build(tiny_data, args)
