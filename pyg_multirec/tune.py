@@ -826,7 +826,7 @@ def _requeued(study) -> set[int]:
     }
 
 
-def requeue_interrupted(optuna, study, rerun_pruned: bool = False) -> tuple[int, int]:
+def requeue_trials(optuna, study, rerun_pruned: bool = False) -> tuple[int, int]:
     """Queues again the trials a stopped search did not finish: those left running by a
     killed worker (marked failed and ``interrupted`` here) and those failed by Ctrl-C
     (marked ``interrupted`` by the objective); with ``rerun_pruned`` (a command that
@@ -1182,7 +1182,7 @@ def run_tune(
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space, search_seeds)
-        interrupted, pruned = requeue_interrupted(optuna, study, rerun_pruned=args.no_prune)
+        interrupted, pruned = requeue_trials(optuna, study, rerun_pruned=args.no_prune)
         if interrupted:
             print(f"{interrupted} trial(s) interrupted earlier: queued again")
         if pruned:
