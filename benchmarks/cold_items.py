@@ -8,13 +8,14 @@ for each split, it prints:
 
 - the mean L2 norm of the item representations (``model.embed()``) and the mean score, warm
   items against cold ones, and the share of cold items in the top-20 lists;
-- Recall@20 and NDCG@20 three ways: ranking all items (the protocol's figure), ranking the
-  cold items only (the warm items' scores set to ``-inf``), and random scores over the cold
-  items only (the chance level of that ranking).
+- Recall@20 and NDCG@20 four ways: ranking all items (the protocol's figure), ranking all
+  items with every item representation scaled to unit L2 norm (the scale taken out), ranking
+  the cold items only (the warm items' scores set to ``-inf``), and random scores over the
+  cold items only (the chance level of that ranking).
 
 When "cold items only" is well above chance while "all items" is near zero, the cold
 representations rank the cold items sensibly and the failure is their scale against the warm
-items.
+items; "unit-norm items" then says how much of the protocol's figure the norms cost.
 
 Usage::
 
@@ -57,6 +58,21 @@ class _ColdOnly(Module):
         return scores
 
 
+class _UnitItems(Module):
+    """``model`` with every item representation scaled to unit L2 norm before scoring."""
+
+    def __init__(self, model: Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def embed(self) -> tuple[Tensor, Tensor]:
+        user_emb, item_emb = self.model.embed()
+        return user_emb, torch.nn.functional.normalize(item_emb, dim=1)
+
+    def score(self, user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        return self.model.score(user_emb, item_emb)
+
+
 class _RandomScores(_ColdOnly):
     """Uniform random scores (a seeded generator), warm items at ``-inf``."""
 
@@ -92,6 +108,7 @@ def diagnose(model: Module, data: Any, seed: int = DEFAULT_SEED) -> dict[str, An
     }
     rankings = {
         "all items": model,
+        "all items, unit-norm items": _UnitItems(model),
         "cold items only": _ColdOnly(model, warm),
         "random, cold items only": _RandomScores(model, warm, seed),
     }

@@ -1,4 +1,4 @@
-"""``benchmarks/cold_items.py``: its three rankings against a direct computation, on a tiny
+"""``benchmarks/cold_items.py``: its rankings against a direct computation, on a tiny
 ``--cold-start`` checkpoint."""
 
 from __future__ import annotations
@@ -52,12 +52,15 @@ def test_rankings_match_a_direct_computation(cold_checkpoint):
     with torch.no_grad():
         user_emb, item_emb = model.embed()
         scores = model.score(user_emb, item_emb)
+        unit_scores = model.score(user_emb, torch.nn.functional.normalize(item_emb, dim=1))
     assert report["norm"]["cold"] == pytest.approx(item_emb[~warm].norm(dim=1).mean().item())
     everything = torch.ones_like(warm)
     for split in ("valid", "test"):
         got = report[split]
         assert got["all items"]["recall@20"] == pytest.approx(
             _reference_recall(scores, data, split, everything))
+        assert got["all items, unit-norm items"]["recall@20"] == pytest.approx(
+            _reference_recall(unit_scores, data, split, everything))
         assert got["cold items only"]["recall@20"] == pytest.approx(
             _reference_recall(scores, data, split, ~warm))
         # the targets are cold, so ranking only the cold items can only raise Recall
