@@ -54,6 +54,13 @@ def test_rankings_match_a_direct_computation(cold_checkpoint):
         scores = model.score(user_emb, item_emb)
         unit_scores = model.score(user_emb, torch.nn.functional.normalize(item_emb, dim=1))
     assert report["norm"]["cold"] == pytest.approx(item_emb[~warm].norm(dim=1).mean().item())
+    assert report["score"]["warm"] == pytest.approx(scores[:, warm].mean().item(), rel=1e-5)
+    assert report["score"]["cold"] == pytest.approx(scores[:, ~warm].mean().item(), rel=1e-5)
+    masked = scores.clone()
+    train = data["user", "train", "item"].edge_index
+    masked[train[0], train[1]] = -float("inf")
+    share = (~warm)[masked.topk(K, dim=1).indices].float().mean().item()
+    assert report["cold_share_top"] == pytest.approx(share)
     everything = torch.ones_like(warm)
     for split in ("valid", "test"):
         got = report[split]
