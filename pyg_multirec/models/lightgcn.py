@@ -15,6 +15,8 @@ from pyg_multirec.nn import (
 #: ``'sym'``: LightGCN's :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}`;
 #: ``'rw-self-loop'``: :math:`(\mathbf{D}+\mathbf{I})^{-1}(\mathbf{A}+\mathbf{I})` (MICRO's code).
 NORMALIZATIONS = ("sym", "rw-self-loop")
+#: Buffers that checkpoints written before they became non-persistent still hold.
+LEGACY_GRAPH_KEYS = ("graph", "graph_weight")
 
 
 class LightGCN(Recommender):
@@ -94,8 +96,10 @@ class LightGCN(Recommender):
         weight = None
         if normalization == "rw-self-loop":
             graph, weight = random_walk_self_loop_weights(graph, num_users + num_items)
-        self.register_buffer("graph", graph)
-        self.register_buffer("graph_weight", weight)
+        # Derived from the training pairs, which build the model again: not saved (they were
+        # two thirds of a MICRO checkpoint on ml100k, and the early stopper kept a copy).
+        self.register_buffer("graph", graph, persistent=False)
+        self.register_buffer("graph_weight", weight, persistent=False)
         self._add_id_embeddings(num_users, num_items, dim, dim, reg_weight, reg_form)
         self.propagation = LightGCNPropagation(
             num_layers, combine="mean", normalize=normalization == "sym"
@@ -106,6 +110,12 @@ class LightGCN(Recommender):
         """Re-draws both embedding tables (Xavier uniform) and clears the cached graph."""
         self._reset_id_embeddings()
         self.propagation.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints written before the graph became non-persistent still hold it.
+        for name in LEGACY_GRAPH_KEYS:
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def embed(self) -> tuple[Tensor, Tensor]:
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
