@@ -139,6 +139,8 @@ def run_row(row: Row, dataset: str, kind_flags: list[str], out: Path, args) -> d
         argv += ["--confirm-top", str(CONFIRM_TOP), "--confirm-seeds", CONFIRM_SEEDS]
     if args.trials is not None:
         argv += ["--trials", str(args.trials)]
+    if args.retry_failed:
+        argv.append("--retry-failed")
     if not args.tune:
         argv.append("--skip-search")
     tic = time.perf_counter()
@@ -215,7 +217,7 @@ def row_status(out: Path, seeds_wanted: int) -> str:
     rerun = tune._requeued(study)
     for t in study.get_trials(deepcopy=False):
         state = tune.INTERRUPTED if t.user_attrs.get(tune.INTERRUPTED) else t.state.name.lower()
-        if state == "pruned" and t.number in rerun:
+        if state in ("pruned", "fail") and t.number in rerun:
             state = tune.SUPERSEDED
         if state == "running":
             running.append(str(max(t.intermediate_values, default=0)))
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per search (default: the whole grid, or tune's TPE "
                         "default)")  # fmt: skip
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the trials that an error failed (tune --retry-failed)")
     parser.add_argument("--data-root", default=default_data_root())
     parser.add_argument("--runs", default="runs/results", help="where searches and runs are kept")
     parser.add_argument("--report", default=str(HERE.parent / "docs" / "results.md"))

@@ -144,6 +144,7 @@ TUNE_ONLY = frozenset(
         "seeds",
         "search_seeds",
         "no_prune",
+        "retry_failed",
         "prune_warmup",
         "prune_startup",
         "skip_search",
@@ -211,6 +212,12 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         "best valid Recall@20 (default: one run with --seed)",
     )
     group.add_argument("--no-prune", action="store_true", help="never prune a trial")
+    group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the trials that an error failed in an earlier command (a missing "
+        "data folder, out of memory; interrupted trials are run again anyway)",
+    )
     group.add_argument(
         "--prune-warmup",
         type=int,
@@ -826,17 +833,20 @@ def _requeued(study) -> set[int]:
     }
 
 
-def requeue_trials(optuna, study, rerun_pruned: bool = False) -> tuple[int, int]:
+def requeue_trials(
+    optuna, study, rerun_pruned: bool = False, retry_failed: bool = False
+) -> tuple[int, int, int]:
     """Queues again the trials a stopped search did not finish: those left running by a
     killed worker (marked failed and ``interrupted`` here) and those failed by Ctrl-C
     (marked ``interrupted`` by the objective); with ``rerun_pruned`` (a command that
-    prunes nothing), also the trials an earlier command pruned, to be run in full (they
-    are then :obj:`SUPERSEDED`). Returns how many of each. Call it only while holding the
-    folder lock (no live worker)."""
+    prunes nothing), also the trials an earlier command pruned, to be run in full, and with
+    ``retry_failed`` the trials an error failed (both are then :obj:`SUPERSEDED`). Returns
+    how many interrupted, pruned and failed trials were queued. Call it only while holding
+    the folder lock (no live worker)."""
     TrialState = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     requeued = _requeued(study)
-    interrupted = pruned = 0
+    interrupted = pruned = failed = 0
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
@@ -848,11 +858,13 @@ def requeue_trials(optuna, study, rerun_pruned: bool = False) -> tuple[int, int]
             interrupted += 1
         elif trial.state == TrialState.PRUNED and rerun_pruned:
             pruned += 1
+        elif trial.state == TrialState.FAIL and retry_failed:
+            failed += 1
         else:
             continue
         if trial.params:  # its queued copy runs the same point again
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
-    return interrupted, pruned
+    return interrupted, pruned, failed
 
 
 def _done(optuna, study) -> int:
@@ -970,7 +982,7 @@ def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(INTERRUPTED):
             state = INTERRUPTED
-        elif t.state.name == "PRUNED" and t.number in rerun:
+        elif t.state.name in ("PRUNED", "FAIL") and t.number in rerun:
             state = SUPERSEDED
         else:
             state = t.state.name.lower()
@@ -1182,11 +1194,15 @@ def run_tune(
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space, search_seeds)
-        interrupted, pruned = requeue_trials(optuna, study, rerun_pruned=args.no_prune)
+        interrupted, pruned, failed = requeue_trials(
+            optuna, study, rerun_pruned=args.no_prune, retry_failed=args.retry_failed
+        )
         if interrupted:
             print(f"{interrupted} trial(s) interrupted earlier: queued again")
         if pruned:
             print(f"{pruned} trial(s) pruned earlier: queued again, to run in full (--no-prune)")
+        if failed:
+            print(f"{failed} trial(s) failed earlier: queued again (--retry-failed)")
         remaining = max(0, total - _done(optuna, study))
         kind = f"grid of {grid_size(space)}" if is_grid(space) else "TPE"
         if args.skip_search:
