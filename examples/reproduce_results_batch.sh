@@ -109,17 +109,28 @@ wait
 status "rows done"
 cat "$LOGS/rows_status.txt"
 # Everything but the training states, then as many states as PACK_MB allows: the seed runs'
-# first, then the search and confirmation runs, the most recently written first (the runs that
-# the deadline stopped; the finished best trials, kept for their seed runs, come last). The
-# states left out are listed in left_behind.txt: their runs start again where they continue.
+# first, then the search and confirmation runs with the most epochs saved first (what would
+# cost the most to train again: the runs the deadline stopped, the finished best trials kept
+# for their seed runs). The states left out are listed in left_behind.txt: their runs start
+# again where they continue.
 "$PY" - "$RUNS" "${PACK_MB:-56}" > "$LOGS/pack_list.txt" 2> "$LOGS/left_behind.txt" <<'PYEOF'
 import sys
 from pathlib import Path
 
+from pyg_multirec.checkpoint import TrainingState
+
+
+def epochs(path):
+    try:
+        return len(TrainingState.load(path).history)
+    except Exception:  # unreadable: the run would start again anyway
+        return 0
+
+
 runs, budget = Path(sys.argv[1]), float(sys.argv[2]) * 2**20
 files = [p for p in runs.rglob("*") if p.is_file()]
 states = [p for p in files if p.suffix == ".pt"]
-states.sort(key=lambda p: ("run_states" in p.parts, -p.stat().st_mtime))
+states.sort(key=lambda p: ("run_states" in p.parts, -epochs(p) if "run_states" in p.parts else 0))
 total = sum(p.stat().st_size for p in files if p.suffix != ".pt")
 for p in files:
     if p.suffix != ".pt":

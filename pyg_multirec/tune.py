@@ -460,13 +460,32 @@ def _claim_locked_storage(optuna) -> type:
     return ClaimLockedRDBStorage
 
 
+@functools.cache
+def _requeued_first_storage(optuna) -> type:
+    """Optuna's cache over an ``RDBStorage`` (what a storage URL gets), whose list of queued
+    trials puts the trials queued again (:func:`requeue_trials`) first: Optuna's workers claim
+    the first trial of that list, so the runs a stopped command left unfinished continue
+    (from their saved epochs) before the grid points queued earlier that never started."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    class RequeuedFirstStorage(_CachedStorage):
+        def get_all_trials(self, study_id, deepcopy=True, states=None):
+            trials = super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+            if states is not None and tuple(states) == (optuna.trial.TrialState.WAITING,):
+                trials.sort(key=lambda t: "requeued_from" not in t.user_attrs)  # stable
+            return trials
+
+    return RequeuedFirstStorage
+
+
 def _storage(optuna, out: Path | str):
     out = Path(out).resolve()
-    return _claim_locked_storage(optuna)(
+    backend = _claim_locked_storage(optuna)(
         url=f"sqlite:///{out / DB_FILE}",
         claim_lock=out / CLAIM_LOCK_FILE,
         engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}},
     )
+    return _requeued_first_storage(optuna)(backend)
 
 
 def _sampler(optuna, ctx: _Context, worker: int):

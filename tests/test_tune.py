@@ -587,6 +587,21 @@ def test_requeued_trial_resumes_and_the_pruner_sees_its_whole_curve(tmp_path, mo
     assert sorted(trials[1].intermediate_values) == [1, 2, 3, 4]  # 1-3 from the first run
 
 
+def test_trials_queued_again_are_claimed_before_the_grid_points_queued_earlier(tmp_path):
+    storage = tune_module._storage(optuna, tmp_path)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage)
+    grid = {"reg_weight": [1e-3, 1e-2, 1e-1]}
+    tune_module.enqueue_grid(optuna, study, grid, limit=3)  # trials 0-2, never started
+    stopped = study.ask()  # trial 0 starts, then its command is killed
+    stopped.suggest_categorical("reg_weight", grid["reg_weight"])
+    assert tune_module.requeue_trials(optuna, study) == (1, 0, 0)  # as trial 3
+    claimed = [study.ask() for _ in range(3)]
+    for trial in claimed:
+        trial.suggest_categorical("reg_weight", grid["reg_weight"])
+    assert [t.number for t in claimed] == [3, 1, 2]  # the unfinished run first
+    assert [t.params["reg_weight"] for t in claimed] == [1e-3, 1e-2, 1e-1]
+
+
 def test_interrupted_seed_run_continues_and_a_new_configuration_starts_afresh(
     tmp_path, monkeypatch
 ):
