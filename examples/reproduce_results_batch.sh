@@ -17,7 +17,9 @@
 # Knobs (environment): TOTAL_S (default 540) wall seconds for the whole batch, packing
 # included; RUNS (default /work/runs/results) the --runs folder, packed with its absolute
 # path; DATA_ROOT (default /work/shared/data); DATA_COPY, a folder holding ml100k/ to copy
-# into DATA_ROOT first (the lent machine has no ../shared); WHEELS, a folder of wheels to
+# into DATA_ROOT first (the lent machine has no ../shared); RUNS_FROM, a folder whose
+# contents are copied into RUNS first (the rows' folders from the machine that ran them
+# before, e.g. a carried copy of /work/runs/results); WHEELS, a folder of wheels to
 # install first (optuna and its needs); MPS=1 tries the CUDA multi-process service, so that
 # the GPU runs the kernels of several processes side by side instead of time-slicing them
 # (15 MICRO trainings on an H200: about 1.7 s per epoch each with it, 2026-12-04; 11-17 s
@@ -50,6 +52,9 @@ if [ -n "${WHEELS:-}" ]; then
 fi
 if [ -n "${DATA_COPY:-}" ]; then
   mkdir -p "$DATA_ROOT" && cp -r "$DATA_COPY"/. "$DATA_ROOT"/ && chmod -R u+w "$DATA_ROOT"
+fi
+if [ -n "${RUNS_FROM:-}" ]; then  # the rows' folders as another machine left them
+  cp -r "$RUNS_FROM"/. "$RUNS"/ || { status "cannot copy RUNS_FROM=$RUNS_FROM"; exit 1; }
 fi
 if [ ! -f "$DATA_ROOT/ml100k/ml100k.inter" ]; then  # every trial would fail on it
   status "no $DATA_ROOT/ml100k/ml100k.inter: DATA_COPY must hold the folder ml100k/ itself"
