@@ -27,6 +27,10 @@ the command is run again::
     python examples/reproduce_results.py --tune --only LightGCN --max-epochs 5 --trials 2
     # where each row stands (trials by state, best valid so far, seeds), training nothing
     python examples/reproduce_results.py --status
+    # before the machine goes: keep the unfinished rows' studies in the repository; on a new
+    # machine, copy them back to --runs before going on
+    python examples/reproduce_results.py --snapshot docs/tuning/in_progress
+    mkdir -p runs/results && cp -r docs/tuning/in_progress/ml100k runs/results/
 """
 
 from __future__ import annotations
@@ -178,6 +182,44 @@ def archive(out: Path, dest: Path) -> None:
     for name in ARCHIVED:
         if (out / name).is_file():
             shutil.copyfile(out / name, dest / name)
+
+
+#: What --snapshot keeps of an unfinished row's folder, beside a copy of its SQLite study: no
+#: training states, so the runs that were unfinished start again from epoch 1 on a new machine.
+SNAPSHOT = ("confirm.json", "trials.md")
+
+
+def snapshot(out: Path, dest: Path, finished: bool) -> str:
+    """Keeps in ``dest`` what a new machine needs to go on with the search of the row folder
+    ``out``: a consistent copy of its study (SQLite's backup, safe while a ``tune`` command
+    writes to it) and the :obj:`SNAPSHOT` files. A finished row's snapshot is removed (its
+    ``--archive`` copy rebuilds its table row); a row not started in ``out`` keeps its
+    snapshot. Returns what was done, in words."""
+    import sqlite3
+
+    from pyg_multirec import tune
+
+    if finished:
+        if dest.is_dir():
+            shutil.rmtree(dest)
+            return "finished: snapshot removed"
+        return "finished"
+    if not (out / tune.DB_FILE).is_file():  # an older snapshot, if any, is kept
+        return "not started here"
+    dest.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(f"file:{out / tune.DB_FILE}?mode=ro", uri=True)
+    target = sqlite3.connect(dest / tune.DB_FILE)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    for name in SNAPSHOT:
+        if (out / name).is_file():
+            shutil.copyfile(out / name, dest / name)
+        elif (dest / name).is_file():
+            (dest / name).unlink()
+    return f"study copied to {dest}"
 
 
 def _lock_held(path: Path) -> bool:
@@ -336,6 +378,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="copy each row's best.json and trials tables to this folder "
                         "(e.g. docs/tuning/results; --tables-only --runs it rebuilds the "
                         "tables from them)")  # fmt: skip
+    parser.add_argument("--snapshot", default=None,
+                        help="train and write nothing else: copy each unfinished row's study "
+                        "(SQLite backup), confirm.json and trials.md to this folder (e.g. "
+                        "docs/tuning/in_progress), and remove the finished rows' "
+                        "copies")  # fmt: skip
     kept = "(its finished rows stay in the tables)"
     parser.add_argument("--skip-cold", action="store_true", help=f"run no cold row {kept}")
     parser.add_argument("--skip-warm", action="store_true", help=f"run no warm row {kept}")
@@ -356,6 +403,16 @@ def main(argv: list[str] | None = None) -> None:
                     out = Path(args.runs) / dataset / kind / _slug(row.label)
                     status = row_status(out, len(_seeds(row, args)))
                     print(f"{dataset} {kind:4} {row.label}: {status}")
+        return
+    if args.snapshot:
+        for dataset in args.datasets.split(","):
+            for kind, rows, _ in kinds:
+                for row in rows:
+                    slug = Path(dataset) / kind / _slug(row.label)
+                    best = _read_best(Path(args.runs) / slug)
+                    finished = best is not None and len(best["seeds"]) >= len(_seeds(row, args))
+                    done = snapshot(Path(args.runs) / slug, Path(args.snapshot) / slug, finished)
+                    print(f"{dataset} {kind:4} {row.label}: {done}")
         return
     sections, failed = [], []
     for dataset in args.datasets.split(","):

@@ -4,6 +4,7 @@ studies, parallel worker processes, seed re-training, and clear errors for bad i
 import argparse
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -759,6 +760,47 @@ def test_reproduce_status_says_where_each_row_stands(tmp_path, capsys):
         line = status("LightGCN")
     assert "search (running now): 1 complete, 1 running; epochs of the running: 0;" in line
     assert not (tmp_path / "results.md").exists()  # --status writes nothing
+
+
+def test_reproduce_snapshot_keeps_the_unfinished_rows_studies(tmp_path, capsys):
+    """--snapshot copies an unfinished row's study (finished and interrupted trials alike)
+    and its trials table, removes a finished row's old copy, keeps the copy of a row not
+    started here, and trains nothing; the copy goes on where the search stopped."""
+    rr = load_example("reproduce_results")
+    runs, snap = tmp_path / "runs", tmp_path / "snap"
+    warm = runs / "ml100k" / "warm"
+    (warm / "mf-bpr").mkdir(parents=True)
+    (warm / "mf-bpr" / "best.json").write_text(json.dumps(_fake_best([0.1, 0.11, 0.12], {})))
+    out = warm / "lightgcn"
+    _tune(lightgcn, "lightgcn", "--space", "reg_weight=1e-3,1e-2", "--space", "layers=1",
+          "--trials", "1", "--out", str(out))  # fmt: skip
+    optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / DB_FILE}").ask()
+    old = snap / "ml100k" / "warm"
+    for row in ("mf-bpr", "vbpr"):  # copies from an earlier snapshot
+        (old / row).mkdir(parents=True)
+        (old / row / DB_FILE).write_text("old")
+    rr.main(["--snapshot", str(snap), "--runs", str(runs), "--report", str(tmp_path / "r.md")])
+    lines = capsys.readouterr().out.splitlines()
+    assert "ml100k warm MF-BPR: finished: snapshot removed" in lines
+    assert "ml100k warm VBPR: not started here" in lines
+    assert f"ml100k warm LightGCN: study copied to {old / 'lightgcn'}" in lines
+    assert not (old / "mf-bpr").exists() and (old / "vbpr" / DB_FILE).read_text() == "old"
+    assert sorted(p.name for p in (old / "lightgcn").iterdir()) == [DB_FILE, "trials.md"]
+    assert not (tmp_path / "r.md").exists()
+    copied = optuna.load_study(study_name=STUDY_NAME,
+                               storage=f"sqlite:///{old / 'lightgcn' / DB_FILE}")  # fmt: skip
+    states = sorted(t.state.name for t in copied.get_trials())
+    assert states == ["COMPLETE", "RUNNING"]
+    # The copy, put back on a "new machine", runs the interrupted trial, not the finished one.
+    moved = tmp_path / "new" / "lightgcn"
+    shutil.copytree(old / "lightgcn", moved)
+    _tune(lightgcn, "lightgcn", "--space", "reg_weight=1e-3,1e-2", "--space", "layers=1",
+          "--out", str(moved))  # fmt: skip
+    done = {r["reg_weight"]: r["trial"] for r in _rows(moved) if r["state"] == "complete"}
+    assert done == {"0.001": "0", "0.01": "2"}  # trial 0 kept, the other grid point run
+    out_text = capsys.readouterr().out
+    assert "1 trial(s) interrupted earlier: queued again" in out_text
+    assert "1 done, 1 to run" in out_text and "trial 0 complete" not in out_text
 
 
 def test_retry_failed_runs_again_the_trials_an_error_failed(tmp_path, capsys):
