@@ -85,6 +85,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
 import torch
 
 from pyg_multirec.train import TrainResult, seed_everything
@@ -433,6 +434,9 @@ class _Context:
     search_seeds: tuple[int, ...] = ()
     keep_states: int = 1  # the best finished trials whose run states are kept
     confirm_seeds: tuple[int, ...] = ()
+    # The trials the study held when this command started: a resumed command seeds its
+    # samplers apart from the command before it, which drew from the same seeds.
+    resumed_at: int = 0
     data_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
@@ -490,6 +494,10 @@ def _storage(optuna, out: Path | str):
 
 def _sampler(optuna, ctx: _Context, worker: int):
     seed = ctx.seed * WORKER_SEED_STRIDE + worker  # workers must not propose the same points
+    if ctx.resumed_at:
+        # Nor a resumed command the points of the one before it: with the same seeds, TPE's
+        # random start-up draws would repeat theirs, trial for trial.
+        seed = int(np.random.SeedSequence([seed, ctx.resumed_at]).generate_state(1)[0])
     if is_grid(ctx.space):
         # Every grid point is queued before the workers start (enqueue_grid) and each
         # trial pops one, so the sampler is never asked: a worker-side GridSampler would
@@ -728,16 +736,32 @@ def _report_trial(ctx: _Context):
     return callback
 
 
+def best_distinct(trials: Sequence[Any], count: int | None = None) -> list[Any]:
+    """The finished trials, best first (the earlier of equal values), each configuration once
+    (its best trial): a search that was resumed may have drawn a point twice, and confirming
+    both copies would confirm fewer configurations than asked."""
+    complete = sorted(
+        (t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number)
+    )
+    seen, best = set(), []
+    for t in complete:
+        key = tuple(sorted(t.params.items()))
+        if key not in seen:
+            seen.add(key)
+            best.append(t)
+    return best if count is None else best[:count]
+
+
 def _keep_best_states(ctx: _Context, trials: Sequence[Any]) -> list[Any]:
     """Removes the run states of the finished trials outside the ``ctx.keep_states`` best
     (only these may serve again) and returns those best. Safe in parallel workers: a trial
     that finishes later can only push others out of the best, never bring one back."""
-    complete = sorted(
-        (t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number)
-    )
+    best = best_distinct(trials, ctx.keep_states)
+    kept = {t.number for t in best}
+    others = [t for t in trials if t.state.name == "COMPLETE" and t.number not in kept]
     seeds = (*(ctx.search_seeds or (ctx.seed,)), *ctx.confirm_seeds)
-    _remove(_state_paths(ctx, complete[ctx.keep_states :], seeds))
-    return complete[: ctx.keep_states]
+    _remove(_state_paths(ctx, others, seeds))
+    return best
 
 
 def _worker(ctx: _Context, quota: int, worker: int, threads: int | None) -> None:
@@ -954,8 +978,9 @@ def confirm_best(
 ) -> tuple[Any, dict[str, Any]]:
     """Trains the ``top`` best of the ``complete`` trials again for ``seeds`` (validation
     only; finished runs are read back from ``CONFIRM_FILE``) and returns the trial with the
-    highest mean valid score over its search and confirmation runs, with those scores."""
-    ranked = sorted(complete, key=lambda t: (-t.value, t.number))[:top]
+    highest mean valid score over its search and confirmation runs, with those scores.
+    The ``top`` best are distinct configurations (:func:`best_distinct`)."""
+    ranked = best_distinct(complete, top)
     path = Path(ctx.out) / CONFIRM_FILE
     done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
     todo = [(t, s) for t in ranked for s in seeds if str(s) not in done.get(str(t.number), {})]
@@ -1213,6 +1238,7 @@ def run_tune(
     )
     with _folder_lock(out):
         study = open_study(optuna, out, name, args, space, search_seeds)
+        ctx.resumed_at = len(study.get_trials(deepcopy=False))
         interrupted, pruned, failed = requeue_trials(
             optuna, study, rerun_pruned=args.no_prune, retry_failed=args.retry_failed
         )
@@ -1252,11 +1278,12 @@ def run_tune(
         )
         valid, confirmed = best.value, {}
         if confirm_top:
-            confirmed_count = min(confirm_top, len(complete))
+            confirmed_count = min(confirm_top, len(best_distinct(complete)))
             if confirmed_count < confirm_top:
                 print(
-                    f"--confirm-top {confirm_top}: only {len(complete)} trial(s) completed "
-                    f"(the others were pruned or failed); confirming those",
+                    f"--confirm-top {confirm_top}: only {confirmed_count} configuration(s) "
+                    "completed (the other trials were pruned, failed or repeated one); "
+                    "confirming those",
                     flush=True,
                 )
             best, confirmed = confirm_best(ctx, complete, confirm_top, confirm_seeds, args.jobs)

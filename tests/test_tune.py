@@ -45,6 +45,10 @@ def _tune(module, name, *argv):
     )
 
 
+def _rows_values(out, name="reg_weight"):
+    return [float(r[name]) for r in _rows(out)]
+
+
 def _rows(out):
     with (out / "trials.csv").open() as f:
         return list(csv.DictReader(f))
@@ -451,11 +455,13 @@ def test_tpe_search_starts_from_the_commands_own_values(tmp_path, monkeypatch):
     _tune(mf, "mf", "--space", "reg_weight=1e-4:1e-2:log", "--trials", "2",
           "--out", str(tmp_path / "out"))  # fmt: skip
     assert all(1e-4 <= w <= 1e-2 for w in seen) and 1.0 not in seen
-    # Nothing is queued again when the search resumes.
+    # Nothing is queued again when the search resumes, and its sampler does not draw again
+    # the points of the command before it (same seeds: its start-up draws did repeat them).
+    first = _rows_values(tmp_path / "in")
     seen.clear()
-    _tune(mf, "mf", "--space", "reg_weight=1e-2:2:log", "--trials", "4",
+    _tune(mf, "mf", "--space", "reg_weight=1e-2:2:log", "--trials", "5",
           "--out", str(tmp_path / "in"))  # fmt: skip
-    assert len(seen) == 1 and seen[0] != 1.0
+    assert len(seen) == 2 and not set(seen) & set(first) and len(set(seen)) == 2
 
 
 def test_start_point_keeps_the_values_inside_the_space():
@@ -670,7 +676,7 @@ def test_seed_runs_take_over_the_finished_runs_of_the_search_and_confirmation(
 def test_confirm_top_beyond_the_completed_trials_says_so(tmp_path, capsys):
     best = _tune(mf, "mf", "--space", "reg_weight=1e-3,1e-1", "--out", str(tmp_path / "mf"),
                  "--confirm-top", "3", "--confirm-seeds", "1")  # fmt: skip
-    assert "--confirm-top 3: only 2 trial(s) completed" in capsys.readouterr().out
+    assert "--confirm-top 3: only 2 configuration(s) completed" in capsys.readouterr().out
     assert "the best 2 re-scored" in best["selected_on"] and len(best["confirmed"]) == 2
 
 
@@ -695,6 +701,30 @@ def test_only_the_best_finished_trials_keep_their_run_states(tmp_path):
     assert [t.number for t in kept] == [1, 2]
     assert [p.exists() for p in paths[0]] == [False] * 3  # outside the best 2
     assert all(p.exists() for n in (1, 2, 3) for p in paths[n])  # best, or still running
+
+
+def test_confirmation_counts_each_configuration_once(tmp_path, monkeypatch):
+    """A resumed search may hold one configuration twice: the best 3 to confirm (and to
+    keep run states for) are 3 distinct configurations, each its best trial."""
+    from types import SimpleNamespace
+
+    def trial(number, value, weight):
+        return SimpleNamespace(number=number, value=value, state=SimpleNamespace(name="COMPLETE"),
+                               params={"reg_weight": weight}, user_attrs={})  # fmt: skip
+
+    trials = [trial(0, 0.3, 0.1), trial(1, 0.2, 0.5), trial(2, 0.3, 0.1), trial(3, 0.1, 1.0)]
+    assert [t.number for t in tune_module.best_distinct(trials, 3)] == [0, 1, 3]
+    confirmed = []
+
+    def fake_confirm_run(ctx, params, seed):
+        confirmed.append((params["reg_weight"], seed))
+        return 0.2
+
+    monkeypatch.setattr(tune_module, "_confirm_run", fake_confirm_run)
+    ctx = SimpleNamespace(out=str(tmp_path))
+    best, scores = tune_module.confirm_best(ctx, trials, 3, (1,))
+    assert sorted(confirmed) == [(0.1, 1), (0.5, 1), (1.0, 1)] and sorted(scores) == [0, 1, 3]
+    assert best.number == 0  # mean (0.3 + 0.2) / 2 beats (0.2 + 0.2) / 2 and (0.1 + 0.2) / 2
 
 
 def test_two_workers_never_claim_the_same_queued_trial(tmp_path, monkeypatch):
