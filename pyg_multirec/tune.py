@@ -46,7 +46,9 @@ highest mean best valid Recall@20 over all its runs. Their scores are kept in
 
 Trials live in ``OUT/study.db`` (SQLite), so a search that is killed resumes where it
 stopped when the same command is run again: finished trials are kept, and the trials that
-were running are marked failed (``interrupted``) and run again. ``--jobs N`` runs trials in
+were running are marked failed (``interrupted``) and run again; the samplers of a resumed
+command are seeded with the study's trial count as well, so that TPE does not draw again
+the points of the command before it. ``--jobs N`` runs trials in
 ``N`` worker processes sharing that database. Outputs: ``OUT/trials.csv`` and
 ``OUT/trials.md`` (every trial with its parameters, valid metric, best epoch and seconds),
 ``OUT/best.json`` and, with ``--seeds``, ``OUT/seeds/sSEED/`` (the ``train`` outputs) and
