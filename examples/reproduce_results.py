@@ -36,9 +36,11 @@ the command is run again::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
+import os
 import shutil
 import statistics
 import time
@@ -206,20 +208,27 @@ def snapshot(out: Path, dest: Path, finished: bool) -> str:
         return "finished"
     if not (out / tune.DB_FILE).is_file():  # an older snapshot, if any, is kept
         return "not started here"
+    def dump(path: Path) -> list[str]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return list(db.iterdump())
+
     dest.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(f"file:{out / tune.DB_FILE}?mode=ro", uri=True)
-    target = sqlite3.connect(dest / tune.DB_FILE)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
+    copy = dest / f".{tune.DB_FILE}.new"
+    with contextlib.closing(sqlite3.connect(f"file:{out / tune.DB_FILE}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(copy)) as target:
+            db.backup(target)
+    old = dest / tune.DB_FILE
+    changed = not old.is_file() or dump(old) != dump(copy)
+    if changed:
+        os.replace(copy, old)
+    else:  # the same study: keep the file as it is (no new bytes for git)
+        copy.unlink()
     for name in SNAPSHOT:
         if (out / name).is_file():
             shutil.copyfile(out / name, dest / name)
         elif (dest / name).is_file():
             (dest / name).unlink()
-    return f"study copied to {dest}"
+    return f"study copied to {dest}" if changed else f"study unchanged in {dest}"
 
 
 def _lock_held(path: Path) -> bool:

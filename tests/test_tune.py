@@ -821,6 +821,12 @@ def test_reproduce_snapshot_keeps_the_unfinished_rows_studies(tmp_path, capsys):
                                storage=f"sqlite:///{old / 'lightgcn' / DB_FILE}")  # fmt: skip
     states = sorted(t.state.name for t in copied.get_trials())
     assert states == ["COMPLETE", "RUNNING"]
+    # Taken again with nothing new, the copy is left as it is.
+    before = (old / "lightgcn" / DB_FILE).stat().st_mtime_ns
+    rr.main(["--snapshot", str(snap), "--runs", str(runs), "--report", str(tmp_path / "r.md")])
+    assert f"ml100k warm LightGCN: study unchanged in {old / 'lightgcn'}" in capsys.readouterr().out
+    assert (old / "lightgcn" / DB_FILE).stat().st_mtime_ns == before
+    assert sorted(p.name for p in (old / "lightgcn").iterdir()) == [DB_FILE, "trials.md"]
     # The copy, put back on a "new machine", runs the interrupted trial, not the finished one.
     moved = tmp_path / "new" / "lightgcn"
     shutil.copytree(old / "lightgcn", moved)
