@@ -118,6 +118,9 @@ INTERRUPTED = "interrupted"
 #: The state shown for a trial that an earlier command pruned and a ``--no-prune`` command
 #: ran again in full (as a new trial).
 SUPERSEDED = "superseded"
+#: The state shown for a finished trial whose parameters an earlier finished trial had (a
+#: resumed TPE search could draw a point again; the selection counts each point once).
+REPEATED = "repeated"
 #: Separates the sampler seeds of the worker processes of different search seeds.
 WORKER_SEED_STRIDE = 1000
 #: Flags that say where or how a run happens, not what is trained: never compared between a
@@ -1024,7 +1027,7 @@ def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
     the mean, and each seed's in ``valid_per_seed``), best epoch, seconds."""
     per_seed = bool(study.user_attrs.get("search_seeds"))
     rerun = _requeued(study)
-    rows = []
+    rows, finished = [], set()
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(INTERRUPTED):
             state = INTERRUPTED
@@ -1032,6 +1035,10 @@ def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
             state = SUPERSEDED
         else:
             state = t.state.name.lower()
+        if state == "complete":
+            point = tuple(sorted(t.params.items()))
+            state = REPEATED if point in finished else state
+            finished.add(point)
         value = t.value if t.value is not None else t.user_attrs.get("best_value")
         seconds = t.user_attrs.get("seconds")
         if seconds is None and state != INTERRUPTED and t.datetime_start and t.datetime_complete:

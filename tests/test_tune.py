@@ -725,6 +725,16 @@ def test_confirmation_counts_each_configuration_once(tmp_path, monkeypatch):
     best, scores = tune_module.confirm_best(ctx, trials, 3, (1,))
     assert sorted(confirmed) == [(0.1, 1), (0.5, 1), (1.0, 1)] and sorted(scores) == [0, 1, 3]
     assert best.number == 0  # mean (0.3 + 0.2) / 2 beats (0.2 + 0.2) / 2 and (0.1 + 0.2) / 2
+    # The trials tables show the later copy as repeated.
+    study = optuna.create_study(direction="maximize")
+    weight = optuna.distributions.FloatDistribution(1e-3, 10.0, log=True)
+    for t in trials:
+        made = optuna.trial.create_trial(
+            params=t.params, value=t.value, distributions={"reg_weight": weight}
+        )
+        study.add_trial(made)
+    states = [r["state"] for r in tune_module.trial_rows(study, ["reg_weight"])]
+    assert states == ["complete", "complete", tune_module.REPEATED, "complete"]
 
 
 def test_two_workers_never_claim_the_same_queued_trial(tmp_path, monkeypatch):
