@@ -265,11 +265,9 @@ def row_status(out: Path, seeds_wanted: int) -> str:
     live = _lock_held(out / tune.LOCK_FILE)
     states: dict[str, int] = {}
     running, complete = [], []
-    rerun = tune._requeued(study)
-    for t in study.get_trials(deepcopy=False):
-        state = tune.INTERRUPTED if t.user_attrs.get(tune.INTERRUPTED) else t.state.name.lower()
-        if state in ("pruned", "fail") and t.number in rerun:
-            state = tune.SUPERSEDED
+    trials = study.get_trials(deepcopy=False)
+    for t, row in zip(trials, tune.trial_rows(study, [])):  # the trials tables' states
+        state = row["state"]
         if state == "running":
             running.append(str(max(t.intermediate_values, default=0)))
             if not live:  # its command was stopped: the next one queues it again
