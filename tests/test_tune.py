@@ -737,6 +737,30 @@ def test_confirmation_counts_each_configuration_once(tmp_path, monkeypatch):
     assert states == ["complete", "complete", tune_module.REPEATED, "complete"]
 
 
+def test_trials_with_the_same_curve_name_the_parameters_without_effect(tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    from types import SimpleNamespace
+
+    def fake_fit(ctx, args, on_epoch_end=None, on_resume=None):
+        # the curve depends on the layer count only: reg_weight has no effect
+        for epoch in (1, 2):
+            on_epoch_end(epoch, {"recall@20": 0.1 * args.layers + 0.01 * epoch})
+        return SimpleNamespace(best_valid={"recall@20": 0.1 * args.layers + 0.02},
+                               best_epoch=2, epochs=2, seconds_per_epoch=0.0)  # fmt: skip
+
+    monkeypatch.setattr(tune_module, "fit", fake_fit)
+    _tune(lightgcn, "lightgcn", "--space", "layers=1,2", "--space", "reg_weight=1e-4,1e-5",
+          "--no-prune", "--out", str(tmp_path / "t"))  # fmt: skip
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 2 and all(" differ in reg_weight but gave the same" in n for n in notes)
+    storage = f"sqlite:///{tmp_path / 't' / DB_FILE}"
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    groups = tune_module.same_curves(study.get_trials())
+    by_layers = sorted(sorted(study.trials[n].params["layers"] for n in numbers)
+                       for numbers, _ in groups)  # fmt: skip
+    assert by_layers == [[1, 1], [2, 2]] and all(d == ["reg_weight"] for _, d in groups)
+
+
 def test_two_workers_never_claim_the_same_queued_trial(tmp_path, monkeypatch):
     import threading
     import time
