@@ -208,9 +208,13 @@ def snapshot(out: Path, dest: Path, finished: bool) -> str:
         return "finished"
     if not (out / tune.DB_FILE).is_file():  # an older snapshot, if any, is kept
         return "not started here"
-    def dump(path: Path) -> list[str]:
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            return list(db.iterdump())
+
+    def dump(path: Path) -> list[str] | None:
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                return list(db.iterdump())
+        except sqlite3.DatabaseError:  # not a study: replaced by the copy
+            return None
 
     dest.mkdir(parents=True, exist_ok=True)
     copy = dest / f".{tune.DB_FILE}.new"
@@ -218,7 +222,8 @@ def snapshot(out: Path, dest: Path, finished: bool) -> str:
         with contextlib.closing(sqlite3.connect(copy)) as target:
             db.backup(target)
     old = dest / tune.DB_FILE
-    changed = not old.is_file() or dump(old) != dump(copy)
+    before = dump(old) if old.is_file() else None
+    changed = before is None or before != dump(copy)
     if changed:
         os.replace(copy, old)
     else:  # the same study: keep the file as it is (no new bytes for git)
@@ -412,6 +417,9 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{dataset} {kind:4} {row.label}: {status}")
         return
     if args.snapshot:
+        if Path(args.snapshot).resolve() == Path(args.runs).resolve():
+            parser.error(f"--snapshot {args.snapshot} is the --runs folder itself: it would "
+                         "remove the finished rows' runs")  # fmt: skip
         for dataset in args.datasets.split(","):
             for kind, rows, _ in kinds:
                 for row in rows:

@@ -741,6 +741,11 @@ def _report_trial(ctx: _Context):
     return callback
 
 
+def _point(trial) -> tuple:
+    """A trial's parameters as a hashable key: equal keys, the same configuration."""
+    return tuple(sorted(trial.params.items()))
+
+
 def best_distinct(trials: Sequence[Any], count: int | None = None) -> list[Any]:
     """The finished trials, best first (the earlier of equal values), each configuration once
     (its best trial): a search that was resumed may have drawn a point twice, and confirming
@@ -750,9 +755,8 @@ def best_distinct(trials: Sequence[Any], count: int | None = None) -> list[Any]:
     )
     seen, best = set(), []
     for t in complete:
-        key = tuple(sorted(t.params.items()))
-        if key not in seen:
-            seen.add(key)
+        if _point(t) not in seen:
+            seen.add(_point(t))
             best.append(t)
     return best if count is None else best[:count]
 
@@ -1036,9 +1040,8 @@ def trial_rows(study, params: Sequence[str]) -> list[dict[str, Any]]:
         else:
             state = t.state.name.lower()
         if state == "complete":
-            point = tuple(sorted(t.params.items()))
-            state = REPEATED if point in finished else state
-            finished.add(point)
+            state = REPEATED if _point(t) in finished else state
+            finished.add(_point(t))
         value = t.value if t.value is not None else t.user_attrs.get("best_value")
         seconds = t.user_attrs.get("seconds")
         if seconds is None and state != INTERRUPTED and t.datetime_start and t.datetime_complete:

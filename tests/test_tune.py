@@ -840,9 +840,9 @@ def test_reproduce_snapshot_keeps_the_unfinished_rows_studies(tmp_path, capsys):
           "--trials", "1", "--out", str(out))  # fmt: skip
     optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / DB_FILE}").ask()
     old = snap / "ml100k" / "warm"
-    for row in ("mf-bpr", "vbpr"):  # copies from an earlier snapshot
+    for row in ("mf-bpr", "vbpr", "lightgcn"):  # copies from an earlier snapshot
         (old / row).mkdir(parents=True)
-        (old / row / DB_FILE).write_text("old")
+        (old / row / DB_FILE).write_text("old")  # lightgcn's, not a study, is replaced
     rr.main(["--snapshot", str(snap), "--runs", str(runs), "--report", str(tmp_path / "r.md")])
     lines = capsys.readouterr().out.splitlines()
     assert "ml100k warm MF-BPR: finished: snapshot removed" in lines
@@ -851,6 +851,10 @@ def test_reproduce_snapshot_keeps_the_unfinished_rows_studies(tmp_path, capsys):
     assert not (old / "mf-bpr").exists() and (old / "vbpr" / DB_FILE).read_text() == "old"
     assert sorted(p.name for p in (old / "lightgcn").iterdir()) == [DB_FILE, "trials.md"]
     assert not (tmp_path / "r.md").exists()
+    with pytest.raises(SystemExit):  # the runs folder itself: its finished rows would go
+        rr.main(["--snapshot", str(runs), "--runs", str(runs)])
+    assert "is the --runs folder itself" in capsys.readouterr().err
+    assert (warm / "mf-bpr" / "best.json").is_file()
     copied = optuna.load_study(study_name=STUDY_NAME,
                                storage=f"sqlite:///{old / 'lightgcn' / DB_FILE}")  # fmt: skip
     states = sorted(t.state.name for t in copied.get_trials())
