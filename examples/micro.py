@@ -38,7 +38,7 @@ from pyg_multirec.losses import BPRLoss, MultiModalInfoNCE
 from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import MF, LightGCN, Recommender
 from pyg_multirec.models.lightgcn import NORMALIZATIONS
-from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv
+from pyg_multirec.nn import AttentionFusion, KNNStructureLayer, LightGCNConv, gather_rows
 
 BACKBONES = ("lightgcn", "mf")
 STRUCTURES = ("learned", "frozen")
@@ -225,14 +225,15 @@ class MICRO(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         user_out, item_out, modal, fused = self._outputs()
-        u = user_out[users]
-        pos, neg = self._pair_scores(u, item_out[pos_items], item_out[neg_items])  # eq. 14
+        u = gather_rows(user_out, users)
+        pos_out, neg_out = gather_rows(item_out, pos_items), gather_rows(item_out, neg_items)
+        pos, neg = self._pair_scores(u, pos_out, neg_out)  # eq. 14
         net = self.backbone
         ego = (net.user_emb(users), net.item_emb(pos_items), net.item_emb(neg_items))
         bpr = self.bpr(pos, neg, *ego)  # eq. 15
         if self.contrastive_items == "batch":
             items = torch.cat([pos_items, neg_items]).unique()
-            modal, fused = [h[items] for h in modal], fused[items]
+            modal, fused = [gather_rows(h, items) for h in modal], gather_rows(fused, items)
         contrastive = self.contrastive(modal, fused)  # eq. 10-12
         loss = bpr + self.contrastive_weight * contrastive  # eq. 16
         return {"loss": loss, "bpr": bpr, "contrastive": contrastive}

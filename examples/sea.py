@@ -75,6 +75,7 @@ from pyg_multirec.nn import (
     MultiModalItemGraph,
     SeparateLearning,
     bipartite_to_homogeneous,
+    gather_rows,
     knn_item_graph,
     linear_chain,
 )
@@ -477,20 +478,24 @@ class SEA(Recommender):
         separated = self.separated() if self.item_mlp is None else None
         inputs = self.item_inputs(separated)
         user_out, item_out = self.propagate(inputs)  # once per call
-        pos, neg = self._pair_scores(user_out[users], item_out[pos_items], item_out[neg_items])
+        pos, neg = self._pair_scores(
+            gather_rows(user_out, users),
+            gather_rows(item_out, pos_items),
+            gather_rows(item_out, neg_items),
+        )
         ego = ()
         if self.bpr.reg_weight > 0:
             ego = (
                 torch.cat([emb(users) for emb in self.user_emb], dim=1),
-                torch.cat([x[pos_items] for x in inputs], dim=1),
-                torch.cat([x[neg_items] for x in inputs], dim=1),
+                torch.cat([gather_rows(x, pos_items) for x in inputs], dim=1),
+                torch.cat([gather_rows(x, neg_items) for x in inputs], dim=1),
             )
         bpr = self.bpr(pos, neg, *ego)  # eq. 18
         terms = {}
         if self.separate.align != "none" or self.separate.distance != "none":
             items = torch.unique(torch.cat([pos_items, neg_items]))
             if separated is not None:
-                terms = self.separate([s[items] for s in separated])  # eq. 14-16
+                terms = self.separate([gather_rows(s, items) for s in separated])  # eq. 14-16
             else:
                 terms = self.separate.forward_affine(
                     [f[items] for f in self._features()],

@@ -29,7 +29,7 @@ from torch_geometric.data import HeteroData
 from pyg_multirec.experiment import run_example
 from pyg_multirec.losses.bpr import REG_FORMS
 from pyg_multirec.models import Recommender
-from pyg_multirec.nn import SeparateLearning
+from pyg_multirec.nn import SeparateLearning, gather_rows
 from pyg_multirec.nn.separate_learning import (
     ALIGN_CHOICES,
     ALPHA,
@@ -141,7 +141,7 @@ class VBPR(Recommender):
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         items, inverse = torch.cat([pos_items, neg_items]).unique(return_inverse=True)
         item_vectors, projections = self._items(items)
-        pos_e, neg_e = item_vectors[inverse].split(pos_items.numel())
+        pos_e, neg_e = gather_rows(item_vectors, inverse).split(pos_items.numel())
         u = self.user_emb(users)
         bpr = self.bpr(*self._pair_scores(u, pos_e, neg_e), u, pos_e, neg_e)
         if self.sea is None:

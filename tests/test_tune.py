@@ -532,17 +532,18 @@ def _trained(history):
 
 
 @pytest.fixture
-def one_thread():
-    # Bitwise equality needs one intra-op thread: with two, MICRO's CPU epochs differed
-    # between identical runs now and then on a loaded 2-core machine (about 1 run in 3).
+def two_threads():
+    # Two intra-op threads: before the models picked batch rows with gather_rows, the CPU
+    # backward of x[index] added with atomics on several threads, and MICRO's epochs
+    # differed between identical runs now and then (about 1 run in 3).
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", ["mf", "micro"])
-def test_interrupted_search_run_continues_exactly_from_its_state(tmp_path, name, one_thread):
+def test_interrupted_search_run_continues_exactly_from_its_state(tmp_path, name, two_threads):
     module = mf if name == "mf" else load_example("micro")
     base = _tune_args(module, name, "--epochs", "4")
 

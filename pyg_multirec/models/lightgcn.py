@@ -9,6 +9,7 @@ from pyg_multirec.models.base import Recommender, check_positive_int
 from pyg_multirec.nn import (
     LightGCNPropagation,
     bipartite_to_homogeneous,
+    gather_rows,
     random_walk_self_loop_weights,
 )
 
@@ -124,7 +125,11 @@ class LightGCN(Recommender):
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> dict[str, Tensor]:
         user_out, item_out = self.embed()
-        pos, neg = self._pair_scores(user_out[users], item_out[pos_items], item_out[neg_items])
+        pos, neg = self._pair_scores(
+            gather_rows(user_out, users),
+            gather_rows(item_out, pos_items),
+            gather_rows(item_out, neg_items),
+        )
         ego = (self.user_emb(users), self.item_emb(pos_items), self.item_emb(neg_items))
         return {"loss": self.bpr(pos, neg, *ego)}
 

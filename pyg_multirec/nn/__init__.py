@@ -9,12 +9,17 @@ from pyg_multirec.nn.lightgcn import LightGCNPropagation
 from pyg_multirec.nn.lightgcn_conv import LightGCNConv
 from pyg_multirec.nn.linear_chain import linear_chain
 from pyg_multirec.nn.separate_learning import ProjectionHead, SeparateLearning
-from pyg_multirec.nn.utils import bipartite_to_homogeneous, random_walk_self_loop_weights
+from pyg_multirec.nn.utils import (
+    bipartite_to_homogeneous,
+    gather_rows,
+    random_walk_self_loop_weights,
+)
 
 __all__ = [
     "LightGCNConv",
     "LightGCNPropagation",
     "bipartite_to_homogeneous",
+    "gather_rows",
     "random_walk_self_loop_weights",
     "knn_item_graph",
     "topk_cosine_neighbors",

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.utils import coalesce
 
 from pyg_multirec._checks import check_count, check_int, check_tensor, value_checks_enabled
+from pyg_multirec.nn.utils import gather_rows
 
 if TYPE_CHECKING:
     from pyg_multirec.ann import Backend
@@ -144,7 +145,7 @@ def normalize_knn_weights(weight: Tensor, neighbors: Tensor) -> Tensor:
     positive = degree > 0
     safe = torch.where(positive, degree, torch.ones_like(degree))
     deg_inv_sqrt = torch.where(positive, safe.rsqrt(), torch.zeros_like(degree))
-    return deg_inv_sqrt.unsqueeze(-1) * weight * deg_inv_sqrt[neighbors]
+    return deg_inv_sqrt.unsqueeze(-1) * weight * gather_rows(deg_inv_sqrt, neighbors)
 
 
 def knn_edges(

@@ -22,6 +22,7 @@ from pyg_multirec.nn.knn import (
     normalize_knn_weights,
     topk_cosine_neighbors,
 )
+from pyg_multirec.nn.utils import gather_rows
 
 MODES = ("learned", "frozen")
 PAPER_SKIP_LAMBDA = 0.7  # MICRO paper; the official code uses 0.9
@@ -194,7 +195,7 @@ class KNNStructureLayer(Module):
         neighbors = self.learned_neighbors
 
         h_unit = F.normalize(h, dim=-1, eps=COSINE_EPS)
-        similarity = (h_unit.unsqueeze(1) * h_unit[neighbors]).sum(dim=-1)  # eq. 1, kept pairs
+        similarity = (h_unit.unsqueeze(1) * gather_rows(h_unit, neighbors)).sum(dim=-1)  # eq. 1
         if self.suppress_negative:
             similarity = similarity.clamp_min(0.0)  # eq. 2
         weight = normalize_knn_weights(similarity, neighbors)  # eq. 3

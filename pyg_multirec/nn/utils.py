@@ -11,6 +11,31 @@ from pyg_multirec._checks import (
 )
 
 
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    r"""``x[index]``, the rows of ``x`` picked by the integer ids ``index``, with a backward
+    pass that gives the same result on every run.
+
+    On the CPU, the backward of ``x[index]`` (``index_put_`` with ``accumulate=True``) spreads
+    the additions over threads with atomic adds once the gradient holds 32,768 values or
+    more, so the gradients of a repeated id are summed in an order that changes from run to
+    run, and a seeded training run on several threads drifts apart from its repeat. There
+    this function selects the rows with :func:`torch.index_select`, whose backward adds them
+    in index order (with one thread, that is the order and the result of ``x[index]``'s
+    backward). On other devices it indexes as usual: CUDA's indexing backward sorts the ids
+    and is deterministic, where ``index_select``'s backward adds atomically.
+
+    Args:
+        x (torch.Tensor): Rows to pick from, :math:`(N, *)`.
+        index (torch.Tensor): Integer ids in :math:`[0, N)`, of any shape :math:`S`.
+
+    Returns:
+        torch.Tensor: :math:`(*S, *)`, equal to ``x[index]``.
+    """
+    if x.device.type == "cpu":
+        return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+    return x[index]
+
+
 def bipartite_to_homogeneous(edge_index: Tensor, num_users: int, num_items: int) -> Tensor:
     r"""Turns user-item interactions into the edges of one homogeneous, undirected graph.
 
