@@ -39,9 +39,13 @@ class Recommender(Module):
 
             def loss(self, users, pos_items, neg_items):
                 u, i = self.embed()
-                pos = (u[users] * i[pos_items]).sum(-1)
-                neg = (u[users] * i[neg_items]).sum(-1)
+                u = gather_rows(u, users)  # u[users], repeatable on CPU threads
+                pos = (u * gather_rows(i, pos_items)).sum(-1)
+                neg = (u * gather_rows(i, neg_items)).sum(-1)
                 return {'loss': -torch.nn.functional.logsigmoid(pos - neg).mean()}
+
+    (:func:`~pyg_multirec.nn.gather_rows` is ``x[index]`` with a CPU backward that gives the
+    same result on every run when torch uses several threads.)
     """
 
     def embed(self) -> tuple[Tensor, Tensor]:
