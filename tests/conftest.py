@@ -32,3 +32,16 @@ def ml100k_root() -> Path:
     if not (DATA_ROOT / "ml100k" / "ml100k.inter").is_file():
         pytest.skip(f"real data not found under {DATA_ROOT}")
     return DATA_ROOT
+
+
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads for the test: with several threads the CPU backward of
+    ``x[index]`` adds with atomics (before the models used ``gather_rows``, MICRO's epochs
+    differed between identical runs about 1 run in 3)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 optuna = pytest.importorskip("optuna")
 
@@ -529,17 +528,6 @@ def _recording(original, epochs, stop_at=None):
 
 def _trained(history):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
-
-
-@pytest.fixture
-def two_threads():
-    # Two intra-op threads: before the models picked batch rows with gather_rows, the CPU
-    # backward of x[index] added with atomics on several threads, and MICRO's epochs
-    # differed between identical runs now and then (about 1 run in 3).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", ["mf", "micro"])

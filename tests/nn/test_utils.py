@@ -62,14 +62,6 @@ def test_gather_rows_equals_indexing_and_its_gradient(x_shape, index_shape):
     torch.autograd.gradcheck(lambda t: gather_rows(t, index), (x,))
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_gather_rows_gradient_sums_repeated_ids_in_index_order(two_threads):
     # 4,096 x 64 gradient values, 20 distinct rows: above the size from which the CPU
     # backward of x[index] adds with atomics on several threads (it missed this reference
