@@ -18,7 +18,7 @@ from tests.helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
-SCRIPTS = ("conv", "knn", "sea_gradients")
+SCRIPTS = ("conv", "knn", "sea_gradients", "infonce")
 QUICK_TIMEOUT_S = 300
 MIB = 1 << 20
 
@@ -114,6 +114,31 @@ def test_knn_quick_run_writes_consistent_json(quick_runs):
     # nnz of the k-NN graph: at most k per item (zeros after suppression are dropped)
     assert 0 < entry["cases"]["build-ours"]["summary"]["nnz"] <= entry["num_items"] * 10
     assert payload["targets_met_at_target_scale"] is None  # Clothing was not run
+
+
+def test_infonce_quick_run_writes_consistent_json(quick_runs):
+    returncode, stdout, payload = quick_runs["infonce"]
+    assert returncode == 0, stdout
+    assert "| items | cache_bytes | kept MiB |" in stdout
+    _check_common_payload(payload, "infonce")
+    rows = {r["cache_bytes"]: r for r in payload["results"]}
+    assert len(rows) == 3 and {r["items"] for r in rows.values()} == {120}
+    # kept and recomputed blocks give the same loss and gradients, bit for bit
+    assert all(r["bitwise_same"] for r in rows.values())
+    assert rows["recompute (0)"]["kept_mib"] == 0 and rows["recompute (0)"]["speedup"] == 1
+    assert rows["all"]["kept_mib"] == rows["all"]["all_blocks_mib"] > 0
+    assert all(r["seconds"] > 0 for r in rows.values())
+
+
+@pytest.mark.parametrize("num, num_modal", [(7, 1), (10, 2)])
+def test_infonce_all_blocks_bytes_closed_forms(num, num_modal):
+    infonce = load_benchmark("infonce")
+    # one block: M full (N, N) and M + 1 more (N, N) from column 0
+    assert infonce.all_blocks_bytes(num, num, num_modal, 4) == (2 * num_modal + 1) * num * num * 4
+    # one row per block: M rows of N, and M + 1 rows of N - i from the diagonal on
+    triangle = num * (num + 1) // 2
+    expected = (num_modal * num * num + (num_modal + 1) * triangle) * 8
+    assert infonce.all_blocks_bytes(num, 1, num_modal, 8) == expected
 
 
 def test_sea_gradients_quick_run_writes_consistent_json(quick_runs):

@@ -168,10 +168,11 @@ def test_micro_block_rows_capped_on_cpu_with_exact_values():
         torch.testing.assert_close(g, r.to(g.dtype), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
 @pytest.mark.parametrize("block_size", [2, 64])
-def test_micro_gradcheck_float64(block_size):
+def test_micro_gradcheck_float64(block_size, cache_bytes):
     h_image, h_text, fused = _tensors(3, 5, 3, dtype=torch.float64)
-    loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size)
+    loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size, cache_bytes=cache_bytes)
 
     def fn(a, b, f):
         return loss_fn([a, b], f)
@@ -190,9 +191,55 @@ def test_micro_never_keeps_a_dense_similarity_for_backward(block_size):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = MultiModalInfoNCE(block_size=block_size)(modal, fused)
+        loss = MultiModalInfoNCE(block_size=block_size, cache_bytes=0)(modal, fused)
     loss.backward()
     assert 0 < max(sizes) < num * num  # O(N F) inputs and O(M N) sums, not (N, N)
+
+
+def _count_exponentials(monkeypatch):
+    """Counts the calls of the blockwise exponential, split at the first backward call."""
+    from pyg_multirec.losses import infonce
+
+    calls = []
+    compute = infonce._exp_similarity
+    monkeypatch.setattr(infonce, "_exp_similarity", lambda *a: calls.append(1) or compute(*a))
+    return calls
+
+
+@pytest.mark.parametrize("num_modal", [1, 2])
+@pytest.mark.parametrize("block_size", [3, 8, 100])
+def test_micro_cached_backward_equals_recomputed_bitwise(monkeypatch, num_modal, block_size):
+    num, dim, itemsize = 20, 4, 4
+    modal = _tensors(num_modal, num, dim, seed=5)
+    fused = _tensors(1, num, dim, seed=6)[0]
+    # per row block: M full (rows, N) blocks and M + 1 (rows, N - start) right of the diagonal
+    starts = range(0, num, block_size)
+    rows = [min(block_size, num - start) for start in starts]
+    sizes = [[r * (num - start)] + [r * num, r * (num - start)] * num_modal
+             for r, start in zip(rows, starts)]
+    blocks = [size * itemsize for block_sizes in sizes for size in block_sizes]
+    total = sum(blocks)
+    # cache_bytes: all blocks; all but the last; none
+    cases = {total: 0, total - 1: 1, 0: len(blocks)}
+    results = []
+    for cache_bytes, recomputed in cases.items():
+        calls = _count_exponentials(monkeypatch)
+        out = MultiModalInfoNCE(block_size=block_size, cache_bytes=cache_bytes)(modal, fused)
+        assert len(calls) == len(blocks)
+        grads = torch.autograd.grad(out, [*modal, fused])
+        assert len(calls) - len(blocks) == recomputed
+        results.append((out, grads))
+    (out, grads), others = results[0], results[1:]
+    for out_other, grads_other in others:
+        assert torch.equal(out, out_other)
+        for g, g_other in zip(grads, grads_other):
+            assert torch.equal(g, g_other)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
+def test_micro_rejects_bad_cache_bytes(bad):
+    with pytest.raises(ValueError, match="'cache_bytes' must be an integer >= 0"):
+        MultiModalInfoNCE(cache_bytes=bad)
 
 
 @pytest.mark.parametrize("tau", [0.05, 0.01])
