@@ -147,15 +147,18 @@ class _Blocks:
     def __init__(self, z: Tensor, block: int, budget: int) -> None:
         self.kept: list[Optional[Tensor]] = []
         self.left = budget
-        self.storage = z.new_empty(block * z.size(0))
+        self.z, self.size = z, block * z.size(0)
+        self.storage: Optional[Tensor] = None  # allocated at the first block not kept
 
     def next(self, rows: int, cols: int) -> Tensor:
-        size = rows * cols * self.storage.element_size()
+        size = rows * cols * self.z.element_size()
         if size <= self.left:
             self.left -= size
-            self.kept.append(self.storage.new_empty(rows, cols))
+            self.kept.append(self.z.new_empty(rows, cols))
             return self.kept[-1]
         self.kept.append(None)
+        if self.storage is None:
+            self.storage = self.z.new_empty(self.size)
         return self.storage[: rows * cols].view(rows, cols)
 
 
@@ -193,7 +196,8 @@ class _LogDenominators(torch.autograd.Function):
         # the anchors carry 1 / tau: the products are then S itself, with no extra pass
         q, qs = z / tau, [z_m / tau for z_m in zs]
         num, block = z.size(0), _block_rows(block_size, z)
-        work = _Blocks(z, block, cache_bytes)
+        # blocks are kept only for a backward pass to come
+        work = _Blocks(z, block, cache_bytes if any(ctx.needs_input_grad[3:]) else 0)
         row_a = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ij} + sum_{j!=i} e^{S^mm_ij}
         col_mz = z.new_zeros(len(zs), num)  # sum_j e^{S^mz_ji}
         row_zz = z.new_zeros(num)  # sum_{j!=i} e^{S^zz_ij}

@@ -236,6 +236,28 @@ def test_micro_cached_backward_equals_recomputed_bitwise(monkeypatch, num_modal,
             assert torch.equal(g, g_other)
 
 
+def test_micro_keeps_no_block_without_a_backward_pass(monkeypatch):
+    from pyg_multirec.losses import infonce
+
+    budgets = []
+
+    class Recorded(infonce._Blocks):
+        def __init__(self, z, block, budget):
+            budgets.append(budget)
+            super().__init__(z, block, budget)
+
+    monkeypatch.setattr(infonce, "_Blocks", Recorded)
+    modal = [t.detach() for t in _tensors(1, 6, 3)]
+    fused = _tensors(1, 6, 3, seed=1)[0]
+    loss_fn = MultiModalInfoNCE(block_size=4, cache_bytes=1 << 20)
+    with torch.no_grad():
+        loss_fn(modal, fused)
+    loss_fn(modal, fused.detach())  # nothing requires a gradient
+    assert budgets == [0, 0]
+    loss_fn(modal, fused).backward()
+    assert budgets == [0, 0, 1 << 20, 0]  # forward keeps; backward's own buffer keeps nothing
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
 def test_micro_rejects_bad_cache_bytes(bad):
     with pytest.raises(ValueError, match="'cache_bytes' must be an integer >= 0"):
