@@ -39,7 +39,7 @@ from _common import (
 )
 
 from pyg_multirec.losses import MultiModalInfoNCE
-from pyg_multirec.losses.infonce import DEFAULT_CACHE_BYTES, MICRO_TEMPERATURE
+from pyg_multirec.losses.infonce import DEFAULT_CACHE_BYTES, MICRO_TEMPERATURE, _block_rows
 
 SCRIPT = "infonce"
 DEFAULT_ITEMS = "1349,7050"  # items of ml100k's MMRec files and of Amazon Baby
@@ -49,15 +49,27 @@ BLOCK_SIZE = 4096  # examples/micro.py's CONTRASTIVE_BLOCK_SIZE (1,024 rows on t
 DEFAULT_REPEATS = 5
 
 
-def all_blocks_bytes(num: int, block: int, num_modal: int, itemsize: int) -> int:
-    """Bytes of every exponential block of one forward: per row block of ``rows`` anchors
-    from ``start``, ``num_modal`` full ``(rows, N)`` blocks and ``num_modal + 1`` blocks
-    right of the diagonal, ``(rows, N - start)``."""
-    total = 0
+def block_bytes(num: int, block: int, num_modal: int, itemsize: int) -> list[int]:
+    """Bytes of each exponential block of one forward, in the order they are formed: per
+    row block of ``rows`` anchors from ``start``, ``(rows, N - start)`` right of the
+    diagonal for the fused view against itself, then per modality a full ``(rows, N)``
+    block against the fused view and ``(rows, N - start)`` against itself."""
+    sizes = []
     for start in range(0, num, block):
         rows = min(block, num - start)
-        total += rows * (num_modal * num + (num_modal + 1) * (num - start))
-    return total * itemsize
+        sizes.append(rows * (num - start))
+        sizes += [rows * num, rows * (num - start)] * num_modal
+    return [size * itemsize for size in sizes]
+
+
+def kept_bytes(sizes: list[int], budget: int) -> int:
+    """Bytes the forward keeps with ``cache_bytes=budget``: each block that still fits in
+    what is left of the budget, in order."""
+    kept = 0
+    for size in sizes:
+        if kept + size <= budget:
+            kept += size
+    return kept
 
 
 def run_size(num: int, device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -65,8 +77,9 @@ def run_size(num: int, device: torch.device, args: argparse.Namespace) -> list[d
     views = [torch.randn(num, EMBEDDING_DIM, generator=generator).to(device).requires_grad_()
              for _ in range(NUM_MODALITIES + 1)]
     *modal, fused = views
-    block = min(BLOCK_SIZE, 1024) if device.type == "cpu" else BLOCK_SIZE
-    total = all_blocks_bytes(num, min(block, num), NUM_MODALITIES, fused.element_size())
+    sizes = block_bytes(num, _block_rows(BLOCK_SIZE, fused), NUM_MODALITIES,
+                        fused.element_size())
+    total = sum(sizes)
     settings = {"recompute (0)": 0, f"default ({DEFAULT_CACHE_BYTES // MIB} MiB)":
                 DEFAULT_CACHE_BYTES, "all": total}
     losses = {name: MultiModalInfoNCE(MICRO_TEMPERATURE, BLOCK_SIZE, cache_bytes=cache)
@@ -91,7 +104,7 @@ def run_size(num: int, device: torch.device, args: argparse.Namespace) -> list[d
                 step(name)()
             peak = memory.peak_extra_bytes / MIB
         rows.append({
-            "items": num, "cache_bytes": name, "kept_mib": min(cache, total) / MIB,
+            "items": num, "cache_bytes": name, "kept_mib": kept_bytes(sizes, cache) / MIB,
             "all_blocks_mib": total / MIB, "seconds": median(times[name]),
             "speedup": median(times["recompute (0)"]) / median(times[name]),
             "bitwise_same": all(torch.equal(a, b) for a, b in zip(outputs[name], reference)),

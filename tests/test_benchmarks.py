@@ -131,14 +131,36 @@ def test_infonce_quick_run_writes_consistent_json(quick_runs):
 
 
 @pytest.mark.parametrize("num, num_modal", [(7, 1), (10, 2)])
-def test_infonce_all_blocks_bytes_closed_forms(num, num_modal):
+def test_infonce_block_bytes_closed_forms(num, num_modal):
     infonce = load_benchmark("infonce")
-    # one block: M full (N, N) and M + 1 more (N, N) from column 0
-    assert infonce.all_blocks_bytes(num, num, num_modal, 4) == (2 * num_modal + 1) * num * num * 4
+    # one block: M + 1 more (N, N) from column 0 and M full (N, N)
+    assert sum(infonce.block_bytes(num, num, num_modal, 4)) == (2 * num_modal + 1) * num**2 * 4
     # one row per block: M rows of N, and M + 1 rows of N - i from the diagonal on
     triangle = num * (num + 1) // 2
     expected = (num_modal * num * num + (num_modal + 1) * triangle) * 8
-    assert infonce.all_blocks_bytes(num, 1, num_modal, 8) == expected
+    assert sum(infonce.block_bytes(num, 1, num_modal, 8)) == expected
+
+
+@pytest.mark.parametrize("budget", [0, 100, 1000, 1 << 20])
+def test_infonce_kept_bytes_match_the_loss(monkeypatch, budget):
+    """The benchmark's count of kept bytes equals what MultiModalInfoNCE really keeps."""
+    from pyg_multirec.losses import MultiModalInfoNCE
+    from pyg_multirec.losses import infonce as loss_module
+
+    kept = []
+
+    class Recorded(loss_module._Blocks):
+        def __init__(self, z, block, budget):
+            super().__init__(z, block, budget)
+            kept.append(self.kept)
+
+    monkeypatch.setattr(loss_module, "_Blocks", Recorded)
+    num, block = 11, 4
+    views = [torch.randn(num, 3, requires_grad=True) for _ in range(3)]
+    MultiModalInfoNCE(block_size=block, cache_bytes=budget)(views[:2], views[2])
+    real = sum(t.numel() * t.element_size() for t in kept[0] if t is not None)
+    bench = load_benchmark("infonce")
+    assert bench.kept_bytes(bench.block_bytes(num, block, 2, 4), budget) == real
 
 
 def test_sea_gradients_quick_run_writes_consistent_json(quick_runs):

@@ -25,9 +25,10 @@ DEFAULT_BLOCK_SIZE = 1024
 # size and a finer triangle of the symmetric matrices (measured at N = 7,050, F = 64, one
 # thread: 2.87 s instead of 3.24 s per forward + backward with block_size=4096).
 CPU_MAX_BLOCK_ROWS = 1024
-# The forward's first exponential blocks are kept for backward (which then skips recomputing
-# them) while they take at most this many bytes: all of them up to about 2,000 items with two
-# modalities (ml100k: 25 MB), a fixed share of larger catalogues (Baby, 7,050 items: 0.7 GB).
+# The forward's exponential blocks are kept for backward (which then skips recomputing them)
+# while they take at most this many bytes: all of them up to about 1,800 items with two
+# modalities (ml100k's 1,349: 31 MiB), a bounded share of larger catalogues (Baby's 7,050
+# items have 704 MiB of blocks; benchmarks/infonce.py).
 DEFAULT_CACHE_BYTES = 64 * 2**20
 HALF = 0.5
 # Headroom (in log space) kept between exp(+-1 / tau) and the working dtype's range ends
@@ -140,9 +141,10 @@ def _block_rows(block_size: int, z: Tensor) -> int:
 
 
 class _Blocks:
-    """Work buffers for the ``(rows, cols)`` exponential blocks, in the order of use: a
-    new tensor per block while ``budget`` bytes last (kept for backward in ``kept``), then
-    views of one flat buffer reused by every further block (``None`` in ``kept``)."""
+    """Work buffers for the ``(rows, cols)`` exponential blocks, in the order of use: a new
+    tensor for each block that still fits in what is left of ``budget`` bytes (kept for
+    backward in ``kept``), a view of one flat buffer, reused, for each other block
+    (``None`` in ``kept``)."""
 
     def __init__(self, z: Tensor, block: int, budget: int) -> None:
         self.kept: list[Optional[Tensor]] = []
@@ -184,7 +186,7 @@ class _LogDenominators(torch.autograd.Function):
     :math:`N e^{1/\tau}`) fits the working dtype (:func:`_working_dtype`). Backward
     applies the closed-form gradient
     :math:`\partial L / \partial S_{ij} = e^{S_{ij}} / e^{L}` to each block: the forward's
-    first blocks while they fit ``cache_bytes`` (:class:`_Blocks`), the others recomputed
+    blocks while they fit ``cache_bytes`` (:class:`_Blocks`), the others recomputed
     once; beyond those blocks only the :math:`O(|\mathcal{M}| N)` sums are kept between
     the passes."""
 
@@ -317,9 +319,13 @@ class MultiModalInfoNCE(Module):
     itself, :math:`\mathbf{h}` against itself) are formed, :obj:`block_size` rows at a
     time: the row sums of :math:`e^{\theta(\mathbf{h}^m_i, \mathbf{h}_j)/\tau}` give the
     denominators of eq. 11 and its column sums those of eq. 12. The backward pass
-    recomputes each block once and applies the closed-form softmax gradient, so the
-    largest intermediate is :math:`(\mathrm{block\_size}, N)`, never :math:`(N, N)`, and
-    the memory kept for backward is :math:`O(|\mathcal{M}| N)` on top of the inputs.
+    applies the closed-form softmax gradient to each block: the forward keeps its blocks
+    of exponentials while they fit :obj:`cache_bytes` (a bounded cache; all blocks of
+    1,349 items and two modalities take 31 MiB, which the default covers), and the
+    backward pass recomputes the others once. Kept and recomputed blocks give bitwise the
+    same values. So the largest intermediate is :math:`(\mathrm{block\_size}, N)`, never
+    :math:`(N, N)`, and the memory kept for backward is :math:`O(|\mathcal{M}| N)` on top
+    of the inputs and the cache.
     Cosines lie in :math:`[-1, 1]`, so the exponentials need no stabiliser; the sums run
     in float32 (float64 for float64 inputs), or in float64 when :math:`e^{1/\tau}` would
     leave float32's range (:math:`\tau` below about 0.013 to 0.015, depending
@@ -353,11 +359,9 @@ class MultiModalInfoNCE(Module):
     ) -> None:
         super().__init__()
         check_count(block_size, "'block_size'")
-        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
-            raise ValueError(f"'cache_bytes' must be an integer >= 0 (got {cache_bytes!r})")
         self.temperature = check_temperature(temperature)
         self.block_size = block_size
-        self.cache_bytes = cache_bytes
+        self.cache_bytes = check_count(cache_bytes, "'cache_bytes'", minimum=0)
         self.reduction = check_reduction(reduction)
 
     def forward(self, modal: Sequence[Tensor], fused: Tensor) -> Tensor:

@@ -260,7 +260,7 @@ def test_micro_keeps_no_block_without_a_backward_pass(monkeypatch):
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
 def test_micro_rejects_bad_cache_bytes(bad):
-    with pytest.raises(ValueError, match="'cache_bytes' must be an integer >= 0"):
+    with pytest.raises(ValueError, match="'cache_bytes' must be a non-negative integer"):
         MultiModalInfoNCE(cache_bytes=bad)
 
 
