@@ -10,16 +10,29 @@ the size of all blocks), interleaved in one process. It prints the median second
 kept, the speed-up over recomputing, whether loss and gradients are bitwise those of the
 recomputing run, and on CUDA the peak extra memory.
 
+Two optional comparisons join the same round-robin, each at the default cache:
+``--cpu-rows 128,1024`` times other caps on the anchor rows of a CPU block
+(``CPU_MAX_BLOCK_ROWS``, picked on this script's figures), and ``--against FILE`` times
+another version of ``pyg_multirec/losses/infonce.py`` (for example the one before a change,
+``git show REV:pyg_multirec/losses/infonce.py > FILE``). Their ``max rel. diff`` column is the
+largest difference of loss and gradients from the recomputing run, relative to each tensor's
+largest entry (float rounding: a different order of sums).
+
 Usage::
 
     python benchmarks/infonce.py                        # 1,349 (ml100k) and 7,050 (Baby) items
     python benchmarks/infonce.py --items 23033 --device cuda
+    python benchmarks/infonce.py --cpu-rows 64,256,1024 --against /tmp/infonce_old.py
     python benchmarks/infonce.py --quick                # seconds-long smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Optional
 
 import torch
@@ -39,13 +52,14 @@ from _common import (
 )
 
 from pyg_multirec.losses import MultiModalInfoNCE
+from pyg_multirec.losses import infonce as infonce_module
 from pyg_multirec.losses.infonce import DEFAULT_CACHE_BYTES, MICRO_TEMPERATURE, _block_rows
 
 SCRIPT = "infonce"
 DEFAULT_ITEMS = "1349,7050"  # items of ml100k's MMRec files and of Amazon Baby
 QUICK_ITEMS = "120"
 NUM_MODALITIES = 2  # image and text, as in MICRO's data sets
-BLOCK_SIZE = 4096  # examples/micro.py's CONTRASTIVE_BLOCK_SIZE (1,024 rows on the CPU)
+BLOCK_SIZE = 4096  # examples/micro.py's CONTRASTIVE_BLOCK_SIZE (capped on the CPU)
 DEFAULT_REPEATS = 5
 
 
@@ -72,6 +86,24 @@ def kept_bytes(sizes: list[int], budget: int) -> int:
     return kept
 
 
+def load_module(path: Path) -> ModuleType:
+    """Another version of ``pyg_multirec/losses/infonce.py``, imported from ``path``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--against: no such file {str(path)!r}")
+    spec = importlib.util.spec_from_file_location("infonce_against", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "MultiModalInfoNCE"):
+        raise ValueError(f"--against: {str(path)!r} defines no MultiModalInfoNCE")
+    return module
+
+
+def max_relative_difference(tensors: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Largest ``|a - b|`` over each pair of tensors, relative to ``b``'s largest entry."""
+    return max(float((a - b).abs().max() / b.abs().max().clamp_min(torch.finfo(b.dtype).tiny))
+               for a, b in zip(tensors, reference))
+
+
 def run_size(num: int, device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
     generator = torch.Generator().manual_seed(args.seed)
     views = [torch.randn(num, EMBEDDING_DIM, generator=generator).to(device).requires_grad_()
@@ -80,36 +112,69 @@ def run_size(num: int, device: torch.device, args: argparse.Namespace) -> list[d
     sizes = block_bytes(num, _block_rows(BLOCK_SIZE, fused), NUM_MODALITIES,
                         fused.element_size())
     total = sum(sizes)
-    settings = {"recompute (0)": 0, f"default ({DEFAULT_CACHE_BYTES // MIB} MiB)":
-                DEFAULT_CACHE_BYTES, "all": total}
-    losses = {name: MultiModalInfoNCE(MICRO_TEMPERATURE, BLOCK_SIZE, cache_bytes=cache)
-              for name, cache in settings.items()}
+    default = f"default ({DEFAULT_CACHE_BYTES // MIB} MiB)"
+    settings = {"recompute (0)": 0, default: DEFAULT_CACHE_BYTES, "all": total}
+    # name -> (loss, CPU row cap to set during the call or None, (kept, all) block bytes or
+    # None where unknown)
+    Method = tuple[Callable[..., torch.Tensor], Optional[int], Optional[tuple[int, int]]]
+    methods: dict[str, Method] = {
+        name: (MultiModalInfoNCE(MICRO_TEMPERATURE, BLOCK_SIZE, cache_bytes=cache), None,
+               (kept_bytes(sizes, cache), total))
+        for name, cache in settings.items()
+    }
+    for rows in args.cpu_rows:
+        row_sizes = block_bytes(num, min(rows, BLOCK_SIZE, num), NUM_MODALITIES,
+                                fused.element_size())
+        methods[f"default, {rows}-row CPU blocks"] = (
+            MultiModalInfoNCE(MICRO_TEMPERATURE, BLOCK_SIZE), rows,
+            (kept_bytes(row_sizes, DEFAULT_CACHE_BYTES), sum(row_sizes)))
+    if args.against is not None:
+        other = load_module(args.against).MultiModalInfoNCE(MICRO_TEMPERATURE, BLOCK_SIZE)
+        methods[f"default, {args.against.name}"] = (other, None, None)
     outputs: dict[str, list[torch.Tensor]] = {}
 
     def step(name: str):
+        loss_fn, rows, _ = methods[name]
+
         def call() -> None:
-            loss = losses[name](modal, fused)
-            grads = torch.autograd.grad(loss, views)
+            cap = infonce_module.CPU_MAX_BLOCK_ROWS
+            if rows is not None:
+                infonce_module.CPU_MAX_BLOCK_ROWS = rows
+            try:
+                loss = loss_fn(modal, fused)
+                grads = torch.autograd.grad(loss, views)
+            finally:
+                infonce_module.CPU_MAX_BLOCK_ROWS = cap
             outputs[name] = [loss.detach(), *grads]
         return call
 
-    times = interleaved_timings({name: step(name) for name in settings}, device, args.repeats,
+    times = interleaved_timings({name: step(name) for name in methods}, device, args.repeats,
                                 args.warmup)
     reference = outputs["recompute (0)"]
-    rows = []
-    for name, cache in settings.items():
+    results = []
+    for name, (_, _, block_sizes) in methods.items():
         peak: Optional[float] = None
         if device.type == "cuda":
             with PeakMemory(device) as memory:
                 step(name)()
             peak = memory.peak_extra_bytes / MIB
-        rows.append({
-            "items": num, "cache_bytes": name, "kept_mib": kept_bytes(sizes, cache) / MIB,
-            "all_blocks_mib": total / MIB, "seconds": median(times[name]),
+        results.append({
+            "items": num, "cache_bytes": name,
+            "kept_mib": None if block_sizes is None else block_sizes[0] / MIB,
+            "all_blocks_mib": None if block_sizes is None else block_sizes[1] / MIB,
+            "seconds": median(times[name]),
             "speedup": median(times["recompute (0)"]) / median(times[name]),
             "bitwise_same": all(torch.equal(a, b) for a, b in zip(outputs[name], reference)),
+            "max_rel_diff": max_relative_difference(outputs[name], reference),
             "peak_extra_mib": peak,
         })  # fmt: skip
+    return results
+
+
+def _row_counts(text: str) -> list[int]:
+    rows = [int(n) for n in text.split(",") if n.strip()] if text else []
+    if any(n < 1 for n in rows):
+        raise ValueError(f"--cpu-rows must be positive row counts (got {text!r})")
     return rows
 
 
@@ -118,16 +183,24 @@ def main(argv: Optional[list[str]] = None) -> None:
     add_common_arguments(parser, DEFAULT_REPEATS, merge_unit="item counts")
     parser.add_argument("--items", default=DEFAULT_ITEMS,
                         help=f"comma-separated item counts N (default: {DEFAULT_ITEMS})")
+    parser.add_argument("--cpu-rows", default="",
+                        help="comma-separated caps on a CPU block's anchor rows to time too")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another version of pyg_multirec/losses/infonce.py to time too")
     args, device = parse_and_set_up(parser, argv)
+    args.cpu_rows = _row_counts(args.cpu_rows)
     items = [int(n) for n in (QUICK_ITEMS if args.quick else args.items).split(",")]
     if any(n < 2 for n in items):
         raise ValueError(f"--items must be item counts >= 2 (got {args.items!r})")
     results = [row for num in items for row in run_size(num, device, args)]
     headers = ["items", "cache_bytes", "kept MiB", "all blocks MiB", "s (fwd + bwd)",
-               "speed-up", "bitwise same", "peak extra MiB"]
-    print(markdown_table(headers, [[r["items"], r["cache_bytes"], r["kept_mib"],
-                                    r["all_blocks_mib"], r["seconds"], r["speedup"],
-                                    r["bitwise_same"], r["peak_extra_mib"] or "-"]
+               "speed-up", "bitwise same", "max rel. diff", "peak extra MiB"]
+    print(markdown_table(headers, [[r["items"], r["cache_bytes"],
+                                    *["-" if r[key] is None else r[key]
+                                      for key in ("kept_mib", "all_blocks_mib")],
+                                    r["seconds"], r["speedup"],
+                                    r["bitwise_same"], r["max_rel_diff"],
+                                    r["peak_extra_mib"] or "-"]
                                    for r in results]))  # fmt: skip
     out = args.out or default_out_path(SCRIPT, device, args.quick)
     if args.merge:

@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = ("conv", "knn", "sea_gradients", "infonce")
 QUICK_TIMEOUT_S = 300
+# Optional comparisons to exercise in the quick runs: infonce.py against its own source file
+# (so identical results) and with 16-row CPU blocks.
+QUICK_EXTRA = {"infonce": ["--cpu-rows", "16", "--against",
+                           str(REPO / "pyg_multirec" / "losses" / "infonce.py")]}
 MIB = 1 << 20
 
 
@@ -35,7 +39,8 @@ def quick_runs(tmp_path_factory):
     procs = {}
     for script in SCRIPTS:
         out = out_dir / f"{script}.json"
-        command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out)]
+        command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out),
+                   *QUICK_EXTRA.get(script, [])]
         procs[script] = (
             subprocess.Popen(command, cwd=REPO, env=CHECKOUT_ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True),
@@ -122,12 +127,35 @@ def test_infonce_quick_run_writes_consistent_json(quick_runs):
     assert "| items | cache_bytes | kept MiB |" in stdout
     _check_common_payload(payload, "infonce")
     rows = {r["cache_bytes"]: r for r in payload["results"]}
-    assert len(rows) == 3 and {r["items"] for r in rows.values()} == {120}
-    # kept and recomputed blocks give the same loss and gradients, bit for bit
-    assert all(r["bitwise_same"] for r in rows.values())
+    assert {r["items"] for r in rows.values()} == {120}
+    assert set(rows) == {"recompute (0)", "default (64 MiB)", "all",
+                         "default, 16-row CPU blocks", "default, infonce.py"}
+    # kept and recomputed blocks give the same loss and gradients, bit for bit; so does the
+    # same source file loaded again
+    for name in ("recompute (0)", "default (64 MiB)", "all", "default, infonce.py"):
+        assert rows[name]["bitwise_same"] and rows[name]["max_rel_diff"] == 0
     assert rows["recompute (0)"]["kept_mib"] == 0 and rows["recompute (0)"]["speedup"] == 1
     assert rows["all"]["kept_mib"] == rows["all"]["all_blocks_mib"] > 0
+    assert rows["default, infonce.py"]["kept_mib"] is None  # unknown for another version
+    # smaller blocks: a finer triangle of the symmetric matrices (fewer bytes), all kept, and
+    # the same values up to the order of the sums
+    small = rows["default, 16-row CPU blocks"]
+    assert small["kept_mib"] == small["all_blocks_mib"] < rows["all"]["all_blocks_mib"]
+    assert 0 <= small["max_rel_diff"] < 1e-5
     assert all(r["seconds"] > 0 for r in rows.values())
+
+
+def test_infonce_rejects_bad_comparisons(tmp_path):
+    infonce = load_benchmark("infonce")
+    with pytest.raises(FileNotFoundError, match="--against: no such file"):
+        infonce.main(["--quick", "--against", str(tmp_path / "missing.py"),
+                      "--out", str(tmp_path / "out.json")])
+    (tmp_path / "other.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="defines no MultiModalInfoNCE"):
+        infonce.main(["--quick", "--against", str(tmp_path / "other.py"),
+                      "--out", str(tmp_path / "out.json")])
+    with pytest.raises(ValueError, match="--cpu-rows must be positive"):
+        infonce.main(["--quick", "--cpu-rows", "128,0", "--out", str(tmp_path / "out.json")])
 
 
 @pytest.mark.parametrize("num, num_modal", [(7, 1), (10, 2)])

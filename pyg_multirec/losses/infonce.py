@@ -21,14 +21,16 @@ from pyg_multirec._checks import (
 INFONCE_TEMPERATURE = 0.2  # SEA's temperature, shared by its alignment variants
 MICRO_TEMPERATURE = 0.5  # MICRO paper and official code
 DEFAULT_BLOCK_SIZE = 1024
-# On the CPU, row blocks of at most this many anchors: (block, N) buffers closer to the cache
-# size and a finer triangle of the symmetric matrices (measured at N = 7,050, F = 64, one
-# thread: 2.87 s instead of 3.24 s per forward + backward with block_size=4096).
-CPU_MAX_BLOCK_ROWS = 1024
+# On the CPU, row blocks of at most this many anchors: (block, N) buffers that stay near the
+# cache while they are exponentiated, summed, scaled and multiplied, and a finer triangle of
+# the symmetric matrices (benchmarks/infonce.py --cpu-rows, F = 64, one thread, forward +
+# backward: 1,349 items 0.055 s at 128 rows, 0.092 s at 1,024; 7,050 items 1.90 s at 128,
+# 2.04 s at 64, 2.30 s at 256, 2.66 s at 1,024).
+CPU_MAX_BLOCK_ROWS = 128
 # The forward's exponential blocks are kept for backward (which then skips recomputing them)
-# while they take at most this many bytes: all of them up to about 1,800 items with two
-# modalities (ml100k's 1,349: 31 MiB), a bounded share of larger catalogues (Baby's 7,050
-# items have 704 MiB of blocks; benchmarks/infonce.py).
+# while they take at most this many bytes: all of them up to about 2,150 items with two
+# modalities (ml100k's 1,349: 25 MiB), a bounded share of larger catalogues (Baby's 7,050
+# items have 669 MiB of blocks; benchmarks/infonce.py).
 DEFAULT_CACHE_BYTES = 64 * 2**20
 HALF = 0.5
 # Headroom (in log space) kept between exp(+-1 / tau) and the working dtype's range ends
@@ -226,44 +228,44 @@ class _LogDenominators(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
         z, row_a, row_b, *zs = ctx.saved_tensors
-        tau, block, (num, dim) = ctx.tau, ctx.block, z.shape
+        tau, block, num = ctx.tau, ctx.block, z.size(0)
         weight = grad_out.to(z.dtype) * (HALF / len(zs))
-        # dL/dS = diag(a) E + E diag(b) with E = e^S, so G Y = a * (E Y) + E (b * Y) and
-        # G^T X = E^T (a * X) + b * (E^T X): E is never scaled elementwise, and the
-        # symmetric E^{mm}, E^{zz} need only their blocks on and above the diagonal.
+        # dL/dS_ij = E_ij (a_i + b_j) with E = e^S: each block is scaled once (a broadcast
+        # sum of two vectors), then one (block, N) @ (N, F) product serves its rows and one
+        # transposed product its columns; the symmetric E^{mm}, E^{zz} (a_i = b_i) need only
+        # their blocks on and above the diagonal.
         scale_a = (weight / row_a).unsqueeze(-1)  # (M, N, 1): anchor rows, eq. 11
         scale_b = (weight / row_b).unsqueeze(-1)  # (M, N, 1): columns of S^mz, eq. 12
         scale_zz = scale_b.sum(0)  # S^zz is shared by all modalities
         grad_z = torch.zeros_like(z)
         grad_zs = [torch.zeros_like(z_m) for z_m in zs]
-        # [Y, b * Y] stacked along features: one (block, N) @ (N, 2F) product gives both
-        z_zz = torch.cat([z, scale_zz * z], dim=-1)
-        z_b = [torch.cat([z, s_b * z], dim=-1) for s_b in scale_b]
-        zs_a = [torch.cat([z_m, s_a * z_m], dim=-1) for z_m, s_a in zip(zs, scale_a)]
         q, qs = z / tau, [z_m / tau for z_m in zs]
         cached = iter(ctx.cached)  # the forward's blocks; None: recompute that block
-        work = _Blocks(z, block, 0)
+        work, scaled = _Blocks(z, block, 0), _Blocks(z, block, 0)
 
-        def exp_block(rows: Tensor, cols: Tensor, start: int, mask_self: bool) -> Tensor:
+        def grad_block(rows: Tensor, cols: Tensor, start: int, mask_self: bool, scale_rows: Tensor,
+                       scale_cols: Tensor) -> Tensor:
+            """The block of dL/dS: the forward's E scaled into a buffer (it stays intact for
+            another backward pass), or a recomputed E scaled in place."""
+            scale = scale_rows + scale_cols.t()
             kept = next(cached)
             if kept is not None:
-                return kept
-            return _exp_similarity(rows, cols, start, work.next(rows.size(0), cols.size(0)),
-                                   mask_self)
+                return torch.mul(kept, scale, out=scaled.next(*kept.shape))
+            out = work.next(rows.size(0), cols.size(0))
+            return _exp_similarity(rows, cols, start, out, mask_self).mul_(scale)
 
         for start in range(0, num, block):
             end = min(start + block, num)
             rows = slice(start, end)
-            e_zz = exp_block(q[rows], z[start:], 0, True)
-            _symmetric_grad(e_zz, z_zz, scale_zz, grad_z, start, end, dim)
+            g_zz = grad_block(q[rows], z[start:], 0, True, scale_zz[rows], scale_zz[start:])
+            _symmetric_grad(g_zz, z, grad_z, start, end)
             for m, z_m in enumerate(zs):
-                e_mz = exp_block(qs[m][rows], z, start, False)
-                prod = e_mz @ z_b[m]
-                grad_zs[m][rows] += scale_a[m, rows] * prod[:, :dim] + prod[:, dim:]
-                prod = e_mz.t() @ zs_a[m][rows]
-                grad_z += scale_b[m] * prod[:, :dim] + prod[:, dim:]
-                e_mm = exp_block(qs[m][rows], z_m[start:], 0, True)
-                _symmetric_grad(e_mm, zs_a[m], scale_a[m], grad_zs[m], start, end, dim)
+                g_mz = grad_block(qs[m][rows], z, start, False, scale_a[m, rows], scale_b[m])
+                grad_zs[m][rows] += g_mz @ z
+                grad_z += g_mz.t() @ z_m[rows]
+                g_mm = grad_block(qs[m][rows], z_m[start:], 0, True, scale_a[m, rows],
+                                  scale_a[m, start:])
+                _symmetric_grad(g_mm, z_m, grad_zs[m], start, end)
         needs = ctx.needs_input_grad
         grads = [g.div_(tau) if need else None for g, need in zip([grad_z, *grad_zs], needs[3:])]
         return None, None, None, *[None if g is None else g.to(ctx.dtype_in) for g in grads]
@@ -278,17 +280,13 @@ def _add_symmetric_sums(upper: Tensor, sums: Tensor, start: int, end: int) -> No
         sums[end:] += upper[:, end - start :].sum(0)
 
 
-def _symmetric_grad(upper: Tensor, stacked: Tensor, scale: Tensor, grad: Tensor, start: int,
-                    end: int, dim: int) -> None:
-    r"""Adds :math:`c \odot (E Y) + E (c \odot Y)` (``stacked`` is :math:`[Y, c \odot Y]`)
-    for a symmetric :math:`E` held as in :func:`_add_symmetric_sums`: its rows
-    ``start:end`` by the block, the rows past ``end`` by the transpose of its part right of
-    the diagonal block."""
-    prod = upper @ stacked[start:]
-    grad[start:end] += scale[start:end] * prod[:, :dim] + prod[:, dim:]
+def _symmetric_grad(upper: Tensor, y: Tensor, grad: Tensor, start: int, end: int) -> None:
+    r"""Adds :math:`\mathbf{G} \mathbf{Y}` for a symmetric :math:`\mathbf{G}` held as in
+    :func:`_add_symmetric_sums`: its rows ``start:end`` by the block, the rows past ``end``
+    by the transpose of its part right of the diagonal block."""
+    grad[start:end] += upper @ y[start:]
     if end < grad.size(0):
-        prod = upper[:, end - start :].t() @ stacked[start:end]
-        grad[end:] += scale[end:] * prod[:, :dim] + prod[:, dim:]
+        grad[end:] += upper[:, end - start :].t() @ y[start:end]
 
 
 class MultiModalInfoNCE(Module):
@@ -321,11 +319,13 @@ class MultiModalInfoNCE(Module):
     denominators of eq. 11 and its column sums those of eq. 12. The backward pass
     applies the closed-form softmax gradient to each block: the forward keeps its blocks
     of exponentials while they fit :obj:`cache_bytes` (a bounded cache; all blocks of
-    1,349 items and two modalities take 31 MiB, which the default covers), and the
-    backward pass recomputes the others once. Kept and recomputed blocks give bitwise the
-    same values. So the largest intermediate is :math:`(\mathrm{block\_size}, N)`, never
-    :math:`(N, N)`, and the memory kept for backward is :math:`O(|\mathcal{M}| N)` on top
-    of the inputs and the cache.
+    1,349 items and two modalities take 25 MiB on the CPU, which the default covers), and
+    the backward pass recomputes the others once; each block of the gradient
+    :math:`\partial \mathcal{L} / \partial S_{ij} = e^{S_{ij}} (a_i + b_j)` is scaled
+    once and serves its rows and its columns with one product each. Kept and recomputed
+    blocks give bitwise the same values. So the largest intermediate is
+    :math:`(\mathrm{block\_size}, N)`, never :math:`(N, N)`, and the memory kept for
+    backward is :math:`O(|\mathcal{M}| N)` on top of the inputs and the cache.
     Cosines lie in :math:`[-1, 1]`, so the exponentials need no stabiliser; the sums run
     in float32 (float64 for float64 inputs), or in float64 when :math:`e^{1/\tau}` would
     leave float32's range (:math:`\tau` below about 0.013 to 0.015, depending
@@ -335,7 +335,7 @@ class MultiModalInfoNCE(Module):
         temperature (float, optional): Temperature :math:`\tau > 0`.
             (default: :obj:`0.5`)
         block_size (int, optional): Number of anchor rows per block (at most
-            1,024 on the CPU, where smaller blocks are faster).
+            128 on the CPU, where smaller blocks are faster).
             (default: :obj:`1024`)
         cache_bytes (int, optional): Bytes of exponential blocks kept from the
             forward for the backward pass (:obj:`0`: recompute them all).
