@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, Module
-from torch_geometric.utils import coalesce
 
 from pyg_multirec._checks import check_count
 from pyg_multirec.ann import Backend, resolve_backend
@@ -17,7 +16,6 @@ from pyg_multirec.nn.knn import (
     DEFAULT_BLOCK_SIZE,
     _check_block_size,
     _check_features,
-    knn_edges,
     knn_item_graph,
     normalize_knn_weights,
     topk_cosine_neighbors,
@@ -49,11 +47,13 @@ class KNNStructureLayer(Module):
     the dense top-:math:`k` formulation (top-:math:`k` passes gradient only to the kept
     entries) at memory :math:`O(N k d)`. The selection is refreshed every
     ``rebuild_every`` calls (or on :meth:`rebuild` / ``force_rebuild=True``); in between,
-    the cached neighbours are reused and only their weights recomputed. With
+    the cached neighbours are reused and only their weights recomputed: the union of both
+    graphs' edges is coalesced once per selection, and each call adds the weights into it
+    (no sort per call). With
     ``detach_after_first=True`` the layer follows the official MICRO code's schedule
     instead: the graph is computed with gradient only by the first call with gradient
     enabled after each selection, and later calls return that graph detached, without
-    recomputing it (no transform of the raw features, no gather, no coalesce: much cheaper
+    recomputing it (no transform of the raw features, no gather: much cheaper
     per call, and :math:`\mathbf{W}_m, \mathbf{b}_m` learn from one batch per selection).
 
     Edges follow :func:`~pyg_multirec.nn.knn_item_graph`: ``j -> i`` for neighbour
@@ -142,6 +142,11 @@ class KNNStructureLayer(Module):
         self.register_buffer("init_edge_weight", None, persistent=False)
         self.num_items: Optional[int] = None
         self.register_buffer("learned_neighbors", None, persistent=False)
+        # The union of both graphs' edges for the current selection (coalesced, as
+        # torch_geometric.utils.coalesce orders them) and, for each edge of the initial graph
+        # then each (item, neighbour) pair of the learned one, its slot in that union.
+        self.register_buffer("union_edge_index", None, persistent=False)
+        self.register_buffer("union_slot", None, persistent=False)
         # The graph kept by detach_after_first until the next selection.
         self.register_buffer("kept_edge_index", None, persistent=False)
         self.register_buffer("kept_edge_weight", None, persistent=False)
@@ -156,6 +161,7 @@ class KNNStructureLayer(Module):
     def rebuild(self) -> None:
         """Forgets the learned neighbour selection; the next call selects anew."""
         self.learned_neighbors = None
+        self.union_edge_index = self.union_slot = None
         self.kept_edge_index = self.kept_edge_weight = None
         self._calls_since_rebuild = 0
 
@@ -189,6 +195,7 @@ class KNNStructureLayer(Module):
             self.learned_neighbors = topk_cosine_neighbors(
                 h, self.k, self.block_size, backend=self.backend
             )
+            self.union_edge_index = self.union_slot = None
             self.kept_edge_index = self.kept_edge_weight = None
             self._calls_since_rebuild = 0
         self._calls_since_rebuild += 1
@@ -199,18 +206,13 @@ class KNNStructureLayer(Module):
         if self.suppress_negative:
             similarity = similarity.clamp_min(0.0)  # eq. 2
         weight = normalize_knn_weights(similarity, neighbors)  # eq. 3
-        learned_edge_index, learned_edge_weight = knn_edges(weight, neighbors, drop_zeros=False)
-
-        edge_index = torch.cat([init_edge_index, learned_edge_index], dim=1)
-        edge_weight = torch.cat(  # eq. 5
-            [
-                self.skip_lambda * init_edge_weight,
-                (1.0 - self.skip_lambda) * learned_edge_weight,
-            ]
+        values = torch.cat(  # eq. 5, one value per edge of each graph
+            [self.skip_lambda * init_edge_weight, (1.0 - self.skip_lambda) * weight.reshape(-1)]
         )
-        edge_index, edge_weight = coalesce(
-            edge_index, edge_weight, num_nodes=x.size(0), reduce="sum"
-        )
+        if self.union_edge_index is None:
+            self.union_edge_index, self.union_slot = _union_of_edges(init_edge_index, neighbors)
+        edge_index = self.union_edge_index
+        edge_weight = values.new_zeros(edge_index.size(1)).index_add(0, self.union_slot, values)
         if self.detach_after_first and torch.is_grad_enabled():
             self.kept_edge_index, self.kept_edge_weight = edge_index, edge_weight.detach()
         return edge_index, edge_weight
@@ -236,3 +238,16 @@ class KNNStructureLayer(Module):
             + (", detach_after_first=True" if self.detach_after_first else "")
             + ")"
         )
+
+
+def _union_of_edges(init_edge_index: Tensor, neighbors: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The coalesced union of the initial graph's edges and the learned graph's ``j -> i``
+    edges (``j = neighbors[i, t]``), in the order of
+    :func:`torch_geometric.utils.coalesce` (by source, then target), and the slot in it of
+    each initial edge followed by each pair ``(i, t)`` in row-major order."""
+    num_items, k = neighbors.shape
+    target = torch.arange(num_items, device=neighbors.device).repeat_interleave(k)
+    source = torch.cat([init_edge_index[0], neighbors.reshape(-1)])
+    target = torch.cat([init_edge_index[1], target])
+    key, slot = torch.unique(source * num_items + target, sorted=True, return_inverse=True)
+    return torch.stack([key // num_items, key % num_items]), slot

@@ -79,11 +79,16 @@ class LightGCNConv(MessagePassing):
         self.normalize = normalize
         self._cached_adj: Optional[tuple[CSRAdjacency, Tensor]] = None
         self._cached_sparse: Optional[Any] = None
+        # cached=False: the CSR structure of the last edge_index tensor, reused while the same
+        # tensor (same object, not modified in place) comes back, e.g. MICRO's learned graph,
+        # whose edges stay for an epoch while their weights change at every batch
+        self._last_structure: Optional[tuple[Tensor, int, int, CSRAdjacency]] = None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         self._cached_adj = None
         self._cached_sparse = None
+        self._last_structure = None
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2:
@@ -150,13 +155,26 @@ class LightGCNConv(MessagePassing):
                 self._cached_adj = adj.to(x.dtype, x.device)
             return self._cached_adj
 
+        given = edge_index
         edge_index, edge_weight = self._normalized_edges(x, edge_index, edge_weight)
-        adj = CSRAdjacency(edge_index, x.size(0))
+        adj = self._structure(given, edge_index, x.size(0))
         values = adj.values_from_edges(edge_weight)
         if self.cached:
             values = adj.fix_values(values)
             self._cached_adj = (adj, values)
         return adj, values
+
+    def _structure(self, given: Adj, edge_index: Tensor, num_nodes: int) -> CSRAdjacency:
+        """The CSR structure of ``edge_index``: the last one when ``given`` is the plain
+        tensor of the previous call, unmodified (its version counter), with as many nodes."""
+        last = self._last_structure
+        if (last is not None and given is last[0] and given._version == last[1]
+                and num_nodes == last[2]):
+            return last[3]
+        adj = CSRAdjacency(edge_index, num_nodes)
+        if not self.cached and type(given) is Tensor and given.layout == torch.strided:
+            self._last_structure = (given, given._version, num_nodes, adj)
+        return adj
 
     def _forward_torch_sparse(self, x: Tensor, adj_t: Any) -> Tensor:  # pragma: no cover
         if self.normalize:

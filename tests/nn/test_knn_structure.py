@@ -109,6 +109,45 @@ def test_rebuild_every_caches_the_neighbour_selection():
     assert layer.learned_neighbors is not None
 
 
+@pytest.mark.parametrize("suppress_negative", [True, False])
+def test_union_is_built_once_per_selection_and_equals_coalesce(suppress_negative):
+    """The edges of both graphs are merged once per neighbour selection; each call adds its
+    weights into that union, bit for bit what coalescing the concatenated edges gives."""
+    from torch_geometric.utils import coalesce
+
+    from pyg_multirec.nn.knn import COSINE_EPS, knn_edges, normalize_knn_weights
+
+    torch.manual_seed(3)
+    x = features(5, dtype=torch.float32)
+    layer = KNNStructureLayer(IN_CHANNELS, OUT_CHANNELS, k=K, rebuild_every=2,
+                              suppress_negative=suppress_negative)
+    for call in range(4):
+        edge_index, edge_weight = layer(x)
+        if call % 2 == 0:
+            first = edge_index
+        else:  # same selection: the same union tensor, new weights
+            assert edge_index is first
+        with torch.no_grad():  # the reference: eq. 1-3 and 5 with two coalesce calls
+            h = torch.nn.functional.normalize(layer.lin(x), dim=-1, eps=COSINE_EPS)
+            nbr = layer.learned_neighbors
+            sim = (h.unsqueeze(1) * h[nbr]).sum(-1)
+            if suppress_negative:
+                sim = sim.clamp_min(0)
+            learned = knn_edges(normalize_knn_weights(sim, nbr), nbr, drop_zeros=False)
+            ref_index, ref_weight = coalesce(
+                torch.cat([layer.init_edge_index, learned[0]], dim=1),
+                torch.cat([layer.skip_lambda * layer.init_edge_weight,
+                           (1 - layer.skip_lambda) * learned[1]]),
+                num_nodes=NUM_ITEMS, reduce="sum")
+        assert torch.equal(edge_index, ref_index)
+        torch.testing.assert_close(edge_weight.detach(), ref_weight, rtol=1e-6, atol=1e-7)
+        with torch.no_grad():
+            layer.lin.weight.mul_(-0.7)  # move the learned graph between calls
+    layer.rebuild()
+    assert layer.union_edge_index is None and layer.union_slot is None
+    assert layer(x)[0] is not first
+
+
 def test_detach_after_first_keeps_the_first_graph_with_gradient_until_the_next_selection():
     torch.manual_seed(3)
     x = features(6, dtype=torch.float32)

@@ -89,6 +89,42 @@ def test_gradcheck_float64(normalize):
     assert torch.autograd.gradcheck(lambda a: cached(a, edge_index, edge_weight.detach()), (x,))
 
 
+def test_uncached_conv_reuses_the_structure_of_the_same_edge_index(monkeypatch):
+    """cached=False builds the CSR structure once for a tensor that comes back unchanged
+    (new weights each call), and anew for another tensor or one modified in place."""
+    x, edge_index, edge_weight = random_graph(5)
+    built = []
+    original = conv_module.CSRAdjacency
+
+    def counting(*args):
+        built.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(conv_module, "CSRAdjacency", counting)
+    conv = LightGCNConv(normalize=False)
+    reference = LGConv(normalize=False)
+    for scale in (1.0, 2.0, 0.5):
+        weight = (edge_weight * scale).requires_grad_()
+        out = conv(x, edge_index, weight)
+        torch.testing.assert_close(out, reference(x, edge_index, edge_weight * scale))
+        out.sum().backward()  # the transpose of the first call's structure serves again
+        ref_weight = (edge_weight * scale).requires_grad_()
+        reference(x, edge_index, ref_weight).sum().backward()
+        torch.testing.assert_close(weight.grad, ref_weight.grad)
+    assert len(built) == 1
+    conv(x, edge_index.clone(), edge_weight)  # equal values, another tensor: built again
+    assert len(built) == 2
+    changed = edge_index.clone()
+    conv(x, changed, edge_weight)
+    changed[0, :10] = (changed[0, :10] + 1) % NUM_NODES  # in place: the version changes
+    torch.testing.assert_close(conv(x, changed, edge_weight),
+                               reference(x, changed, edge_weight))
+    assert len(built) == 4
+    conv.reset_parameters()
+    conv(x, changed, edge_weight)
+    assert len(built) == 5
+
+
 def test_cache_is_reused_without_renormalising(monkeypatch):
     x, edge_index, _ = random_graph(3, symmetric=True)
     calls = []
