@@ -240,19 +240,20 @@ class _LogDenominators(torch.autograd.Function):
         grad_z = torch.zeros_like(z)
         grad_zs = [torch.zeros_like(z_m) for z_m in zs]
         q, qs = z / tau, [z_m / tau for z_m in zs]
-        cached = iter(ctx.cached)  # the forward's blocks; None: recompute that block
-        work, scaled = _Blocks(z, block, 0), _Blocks(z, block, 0)
+        # The forward's blocks (None: recompute that block), each scaled in place and
+        # released once used; a second backward pass (retain_graph) recomputes them all.
+        cached, ctx.cached = ctx.cached, [None] * len(ctx.cached)
+        cached.reverse()  # popped from the end, in the forward's order
+        work = _Blocks(z, block, 0)
 
         def grad_block(rows: Tensor, cols: Tensor, start: int, mask_self: bool, scale_rows: Tensor,
                        scale_cols: Tensor) -> Tensor:
-            """The block of dL/dS: the forward's E scaled into a buffer (it stays intact for
-            another backward pass), or a recomputed E scaled in place."""
-            scale = scale_rows + scale_cols.t()
-            kept = next(cached)
-            if kept is not None:
-                return torch.mul(kept, scale, out=scaled.next(*kept.shape))
-            out = work.next(rows.size(0), cols.size(0))
-            return _exp_similarity(rows, cols, start, out, mask_self).mul_(scale)
+            """The block of dL/dS: the forward's (or a recomputed) E, scaled in place."""
+            e = cached.pop()
+            if e is None:
+                e = _exp_similarity(rows, cols, start, work.next(rows.size(0), cols.size(0)),
+                                    mask_self)
+            return e.mul_(scale_rows + scale_cols.t())
 
         for start in range(0, num, block):
             end = min(start + block, num)

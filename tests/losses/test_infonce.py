@@ -255,8 +255,26 @@ def test_micro_keeps_no_block_without_a_backward_pass(monkeypatch):
     loss_fn(modal, fused.detach())  # nothing requires a gradient
     assert budgets == [0, 0]
     loss_fn(modal, fused).backward()
-    # the forward keeps; the backward's own buffers (recomputed and scaled blocks) keep nothing
-    assert budgets == [0, 0, 1 << 20, 0, 0]
+    assert budgets == [0, 0, 1 << 20, 0]  # forward keeps; backward's own buffer keeps nothing
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
+def test_micro_second_backward_pass_recomputes_the_released_blocks(monkeypatch, cache_bytes):
+    """The backward pass scales the kept blocks in place and releases them: a second pass
+    (retain_graph=True) recomputes every block and gives the same gradients."""
+    calls = _count_exponentials(monkeypatch)
+    modal = _tensors(2, 9, 3)
+    fused = _tensors(1, 9, 3, seed=1)[0]
+    loss = MultiModalInfoNCE(block_size=4, cache_bytes=cache_bytes)(modal, fused)
+    forward_blocks = len(calls)
+    first = torch.autograd.grad(loss, [*modal, fused], retain_graph=True)
+    after_first = len(calls)
+    second = torch.autograd.grad(loss, [*modal, fused])
+    for g1, g2 in zip(first, second):
+        assert torch.equal(g1, g2)
+    # the first pass recomputes only the blocks not kept; the second recomputes them all
+    assert after_first - forward_blocks == (forward_blocks if cache_bytes == 0 else 0)
+    assert len(calls) - after_first == forward_blocks
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
