@@ -39,8 +39,11 @@ class LightGCNConv(MessagePassing):
     propagated with one sparse-dense product in the forward pass; the backward pass is one
     product with a CSR copy of the transpose, built once per graph (a symmetric graph is its
     own transpose and is stored once). Gradients reach :obj:`edge_weight` when it requires
-    them (``cached=False`` only). A :class:`torch_sparse.SparseTensor` is accepted when
-    :obj:`torch_sparse` is installed and goes through PyG's :func:`spmm`.
+    them (``cached=False`` only). With ``cached=False`` the CSR structure (and transpose) of
+    the last :obj:`edge_index` is kept and reused while the same tensor object comes back
+    unmodified with new weights, as MICRO's learned graphs do within an epoch. A
+    :class:`torch_sparse.SparseTensor` is accepted when :obj:`torch_sparse` is installed and
+    goes through PyG's :func:`spmm`.
 
     Edge indices outside :math:`[0, |\mathcal{V}|)` raise a :class:`ValueError`. That check
     reads the indices back to the host (a GPU stall per uncached call), so with
