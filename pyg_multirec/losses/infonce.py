@@ -1,5 +1,5 @@
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional
 
 import torch
@@ -27,8 +27,8 @@ DEFAULT_BLOCK_SIZE = 1024
 # backward: 1,349 items 0.055 s at 128 rows, 0.092 s at 1,024; 7,050 items 1.90 s at 128,
 # 2.04 s at 64, 2.30 s at 256, 2.66 s at 1,024).
 CPU_MAX_BLOCK_ROWS = 128
-# The backward pass scales a block by (a_i + b_j) this many rows at a time, so the
-# broadcast sum it multiplies by stays small next to a (4,096, N) GPU block.
+# Where the backward pass scales a block by (a_i + b_j) (_scales_blocks), this many rows at
+# a time, so the broadcast sum it multiplies by stays small next to a large block.
 SCALE_CHUNK_ROWS = 128
 # The forward's exponential blocks are kept for backward (which then skips recomputing them)
 # while they take at most this many bytes: all of them up to about 2,150 items with two
@@ -231,51 +231,74 @@ class _LogDenominators(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
         z, row_a, row_b, *zs = ctx.saved_tensors
-        tau, block, num = ctx.tau, ctx.block, z.size(0)
+        tau, block, (num, dim) = ctx.tau, ctx.block, z.shape
         weight = grad_out.to(z.dtype) * (HALF / len(zs))
-        # dL/dS_ij = E_ij (a_i + b_j) with E = e^S: each block is scaled once (a broadcast
-        # sum of two vectors), then one (block, N) @ (N, F) product serves its rows and one
-        # transposed product its columns; the symmetric E^{mm}, E^{zz} (a_i = b_i) need only
-        # their blocks on and above the diagonal.
+        # dL/dS_ij = G_ij = E_ij (a_i + b_j) with E = e^S. A block's rows need G Y, its
+        # columns G^T X; the symmetric E^{mm}, E^{zz} (a = b) need only their blocks on and
+        # above the diagonal. Two ways (_scales_blocks): scale E into G in place, then one
+        # width-F product each (CPU); or leave E as it is and use G Y = a * (E Y) + E (b * Y),
+        # one width-2F product with [Y, b * Y] (fewer passes over E where memory bandwidth
+        # bounds the products).
         scale_a = (weight / row_a).unsqueeze(-1)  # (M, N, 1): anchor rows, eq. 11
         scale_b = (weight / row_b).unsqueeze(-1)  # (M, N, 1): columns of S^mz, eq. 12
         scale_zz = scale_b.sum(0)  # S^zz is shared by all modalities
+        scaled = _scales_blocks(z)
+        if scaled:
+            y_zz, y_b, y_a = z, [z] * len(zs), zs
+        else:
+            y_zz = torch.cat([z, scale_zz * z], dim=-1)
+            y_b = [torch.cat([z, s_b * z], dim=-1) for s_b in scale_b]
+            y_a = [torch.cat([z_m, s_a * z_m], dim=-1) for z_m, s_a in zip(zs, scale_a)]
         grad_z = torch.zeros_like(z)
         grad_zs = [torch.zeros_like(z_m) for z_m in zs]
         q, qs = z / tau, [z_m / tau for z_m in zs]
-        # The forward's blocks (None: recompute that block), each scaled in place and
-        # released once used; a second backward pass (retain_graph) recomputes them all.
+        # The forward's blocks (None: recompute that block), each released once used (and
+        # scaled in place first if ``scaled``); a second backward pass (retain_graph)
+        # recomputes them all.
         cached, ctx.cached = ctx.cached, [None] * len(ctx.cached)
         cached.reverse()  # popped from the end, in the forward's order
         work = _Blocks(z, block, 0)
 
         def grad_block(rows: Tensor, cols: Tensor, start: int, mask_self: bool, scale_rows: Tensor,
                        scale_cols: Tensor) -> Tensor:
-            """The block of dL/dS: the forward's (or a recomputed) E, scaled in place."""
+            """The block's G if ``scaled``, else its E: the forward's or recomputed."""
             e = cached.pop()
             if e is None:
                 e = _exp_similarity(rows, cols, start, work.next(rows.size(0), cols.size(0)),
                                     mask_self)
-            for r in range(0, e.size(0), SCALE_CHUNK_ROWS):  # a (chunk, N) temporary at most
-                e[r : r + SCALE_CHUNK_ROWS].mul_(scale_rows[r : r + SCALE_CHUNK_ROWS]
-                                                 + scale_cols.t())
+            if scaled:
+                for r in range(0, e.size(0), SCALE_CHUNK_ROWS):  # a (chunk, N) temporary
+                    e[r : r + SCALE_CHUNK_ROWS].mul_(scale_rows[r : r + SCALE_CHUNK_ROWS]
+                                                     + scale_cols.t())
             return e
+
+        def product(g: Tensor, y: Tensor, scale: Tensor) -> Tensor:
+            """G Y: the product itself if ``scaled``, else from E [Y, c * Y]."""
+            prod = g @ y
+            return prod if scaled else scale * prod[:, :dim] + prod[:, dim:]
 
         for start in range(0, num, block):
             end = min(start + block, num)
             rows = slice(start, end)
             g_zz = grad_block(q[rows], z[start:], 0, True, scale_zz[rows], scale_zz[start:])
-            _symmetric_grad(g_zz, z, grad_z, start, end)
+            _symmetric_grad(g_zz, y_zz, scale_zz, grad_z, start, end, product)
             for m, z_m in enumerate(zs):
                 g_mz = grad_block(qs[m][rows], z, start, False, scale_a[m, rows], scale_b[m])
-                grad_zs[m][rows] += g_mz @ z
-                grad_z += g_mz.t() @ z_m[rows]
+                grad_zs[m][rows] += product(g_mz, y_b[m], scale_a[m, rows])
+                grad_z += product(g_mz.t(), y_a[m][rows], scale_b[m])
                 g_mm = grad_block(qs[m][rows], z_m[start:], 0, True, scale_a[m, rows],
                                   scale_a[m, start:])
-                _symmetric_grad(g_mm, z_m, grad_zs[m], start, end)
+                _symmetric_grad(g_mm, y_a[m], scale_a[m], grad_zs[m], start, end, product)
         needs = ctx.needs_input_grad
         grads = [g.div_(tau) if need else None for g, need in zip([grad_z, *grad_zs], needs[3:])]
         return None, None, None, *[None if g is None else g.to(ctx.dtype_in) for g in grads]
+
+
+def _scales_blocks(z: Tensor) -> bool:
+    """Whether the backward pass scales each block into the gradient (on the CPU, whose
+    small blocks stay in cache) rather than multiplying it by ``[Y, c * Y]`` (elsewhere,
+    e.g. a GPU's 4,096-row blocks, where each pass over a block costs memory bandwidth)."""
+    return z.device.type == "cpu"
 
 
 def _add_symmetric_sums(upper: Tensor, sums: Tensor, start: int, end: int) -> None:
@@ -287,13 +310,15 @@ def _add_symmetric_sums(upper: Tensor, sums: Tensor, start: int, end: int) -> No
         sums[end:] += upper[:, end - start :].sum(0)
 
 
-def _symmetric_grad(upper: Tensor, y: Tensor, grad: Tensor, start: int, end: int) -> None:
-    r"""Adds :math:`\mathbf{G} \mathbf{Y}` for a symmetric :math:`\mathbf{G}` held as in
-    :func:`_add_symmetric_sums`: its rows ``start:end`` by the block, the rows past ``end``
-    by the transpose of its part right of the diagonal block."""
-    grad[start:end] += upper @ y[start:]
+def _symmetric_grad(upper: Tensor, y: Tensor, scale: Tensor, grad: Tensor, start: int,
+                    end: int, product: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+    r"""Adds :math:`\mathbf{G} \mathbf{Y}` for a symmetric gradient block held as in
+    :func:`_add_symmetric_sums` (``product`` forms it from the block, ``y`` and ``scale``):
+    its rows ``start:end`` by the block, the rows past ``end`` by the transpose of its part
+    right of the diagonal block."""
+    grad[start:end] += product(upper, y[start:], scale[start:end])
     if end < grad.size(0):
-        grad[end:] += upper[:, end - start :].t() @ y[start:end]
+        grad[end:] += product(upper[:, end - start :].t(), y[start:end], scale[end:])
 
 
 class MultiModalInfoNCE(Module):
@@ -327,10 +352,11 @@ class MultiModalInfoNCE(Module):
     applies the closed-form softmax gradient to each block: the forward keeps its blocks
     of exponentials while they fit :obj:`cache_bytes` (a bounded cache; all blocks of
     1,349 items and two modalities take 25 MiB on the CPU, which the default covers), and
-    the backward pass recomputes the others once; each block of the gradient
+    the backward pass recomputes the others once; on the CPU each block of the gradient
     :math:`\partial \mathcal{L} / \partial S_{ij} = e^{S_{ij}} (a_i + b_j)` is scaled
-    once and serves its rows and its columns with one product each. Kept and recomputed
-    blocks give bitwise the same values. So the largest intermediate is
+    once, in place, and serves its rows and its columns with one product each (elsewhere the
+    unscaled block is multiplied by :math:`[\mathbf{Y}, c \odot \mathbf{Y}]`). Kept and
+    recomputed blocks give bitwise the same values. So the largest intermediate is
     :math:`(\mathrm{block\_size}, N)`, never :math:`(N, N)`, and the memory kept for
     backward is :math:`O(|\mathcal{M}| N)` on top of the inputs and the cache.
     Cosines lie in :math:`[-1, 1]`, so the exponentials need no stabiliser; the sums run

@@ -108,9 +108,19 @@ def test_infonce_it_trains():
 # MultiModalInfoNCE ----------------------------------------------------------------------
 
 
+@pytest.fixture(params=["scaled", "stacked"])
+def backward_mode(request, monkeypatch):
+    """Both ways of the backward pass, whatever the device: blocks scaled into the gradient
+    (the CPU's) or multiplied by [Y, c * Y] (other devices')."""
+    from pyg_multirec.losses import infonce
+
+    monkeypatch.setattr(infonce, "_scales_blocks", lambda z: request.param == "scaled")
+    return request.param
+
+
 @pytest.mark.parametrize("block_size", [1, 3, 7, 100])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_micro_matches_dense_reference_for_any_block_size(block_size, reduction):
+def test_micro_matches_dense_reference_for_any_block_size(backward_mode, block_size, reduction):
     h_image, h_text, fused = _tensors(3, 7, 4)
     loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size, reduction=reduction)
     out = loss_fn([h_image, h_text], fused)
@@ -162,7 +172,7 @@ def _dense_micro(modal, fused, tau):
     return torch.stack(per_modality).mean(0).mean()
 
 
-def test_micro_block_rows_capped_on_cpu_with_exact_values():
+def test_micro_block_rows_capped_on_cpu_with_exact_values(backward_mode):
     # On the CPU, blocks hold at most CPU_MAX_BLOCK_ROWS anchors: N = 2,500 then spans many
     # row blocks (triangles of the symmetric matrices included) whatever block_size says.
     from pyg_multirec.losses.infonce import CPU_MAX_BLOCK_ROWS, _block_rows
@@ -183,7 +193,7 @@ def test_micro_block_rows_capped_on_cpu_with_exact_values():
 
 @pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
 @pytest.mark.parametrize("block_size", [2, 64])
-def test_micro_gradcheck_float64(block_size, cache_bytes):
+def test_micro_gradcheck_float64(backward_mode, block_size, cache_bytes):
     h_image, h_text, fused = _tensors(3, 5, 3, dtype=torch.float64)
     loss_fn = MultiModalInfoNCE(temperature=0.5, block_size=block_size, cache_bytes=cache_bytes)
 
@@ -221,7 +231,8 @@ def _count_exponentials(monkeypatch):
 
 @pytest.mark.parametrize("num_modal", [1, 2])
 @pytest.mark.parametrize("block_size", [3, 8, 100])
-def test_micro_cached_backward_equals_recomputed_bitwise(monkeypatch, num_modal, block_size):
+def test_micro_cached_backward_equals_recomputed_bitwise(backward_mode, monkeypatch, num_modal,
+                                                         block_size):
     num, dim, itemsize = 20, 4, 4
     modal = _tensors(num_modal, num, dim, seed=5)
     fused = _tensors(1, num, dim, seed=6)[0]
@@ -272,8 +283,9 @@ def test_micro_keeps_no_block_without_a_backward_pass(monkeypatch):
 
 
 @pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
-def test_micro_second_backward_pass_recomputes_the_released_blocks(monkeypatch, cache_bytes):
-    """The backward pass scales the kept blocks in place and releases them: a second pass
+def test_micro_second_backward_pass_recomputes_the_released_blocks(backward_mode, monkeypatch,
+                                                                   cache_bytes):
+    """The backward pass releases the kept blocks (scaled in place first, on the CPU): a second pass
     (retain_graph=True) recomputes every block and gives the same gradients."""
     calls = _count_exponentials(monkeypatch)
     modal = _tensors(2, 9, 3)
