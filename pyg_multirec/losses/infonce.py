@@ -27,9 +27,6 @@ DEFAULT_BLOCK_SIZE = 1024
 # backward: 1,349 items 0.055 s at 128 rows, 0.092 s at 1,024; 7,050 items 1.90 s at 128,
 # 2.04 s at 64, 2.30 s at 256, 2.66 s at 1,024).
 CPU_MAX_BLOCK_ROWS = 128
-# Where the backward pass scales a block by (a_i + b_j) (_scales_blocks), this many rows at
-# a time, so the broadcast sum it multiplies by stays small next to a large block.
-SCALE_CHUNK_ROWS = 128
 # The forward's exponential blocks are kept for backward (which then skips recomputing them)
 # while they take at most this many bytes: all of them up to about 2,150 items with two
 # modalities (ml100k's 1,349: 25 MiB), a bounded share of larger catalogues (Baby's 7,050
@@ -266,11 +263,9 @@ class _LogDenominators(torch.autograd.Function):
             if e is None:
                 e = _exp_similarity(rows, cols, start, work.next(rows.size(0), cols.size(0)),
                                     mask_self)
-            if scaled:
-                for r in range(0, e.size(0), SCALE_CHUNK_ROWS):  # a (chunk, N) temporary
-                    e[r : r + SCALE_CHUNK_ROWS].mul_(scale_rows[r : r + SCALE_CHUNK_ROWS]
-                                                     + scale_cols.t())
-            return e
+            # only on the CPU, where a block has at most CPU_MAX_BLOCK_ROWS rows, so the
+            # broadcast sum is a small temporary
+            return e.mul_(scale_rows + scale_cols.t()) if scaled else e
 
         def product(g: Tensor, y: Tensor, scale: Tensor) -> Tensor:
             """G Y: the product itself if ``scaled``, else from E [Y, c * Y]."""

@@ -129,19 +129,6 @@ def test_micro_matches_dense_reference_for_any_block_size(backward_mode, block_s
     assert_same_grads(out, ref, (h_image, h_text, fused))
 
 
-@pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
-def test_micro_gradient_blocks_scaled_in_row_chunks(monkeypatch, cache_bytes):
-    """Backward scales each block a few rows at a time (SCALE_CHUNK_ROWS, one chunk per CPU
-    block by default): blocks of several chunks, kept or recomputed, give the reference."""
-    from pyg_multirec.losses import infonce
-
-    monkeypatch.setattr(infonce, "SCALE_CHUNK_ROWS", 2)
-    h_image, h_text, fused = _tensors(3, 7, 4)
-    out = MultiModalInfoNCE(block_size=5, cache_bytes=cache_bytes)([h_image, h_text], fused)
-    ref = reference_micro([h_image, h_text], fused, 0.5)
-    assert_same_grads(out, ref, (h_image, h_text, fused))
-
-
 def test_micro_sum_reduction_and_single_modality():
     h, fused = _tensors(2, 5, 3)
     out = MultiModalInfoNCE(temperature=0.2, block_size=2, reduction="sum")((h,), fused)
