@@ -148,6 +148,13 @@ def normalize_knn_weights(weight: Tensor, neighbors: Tensor) -> Tensor:
     return deg_inv_sqrt.unsqueeze(-1) * weight * gather_rows(deg_inv_sqrt, neighbors)
 
 
+def _knn_pairs(neighbors: Tensor) -> tuple[Tensor, Tensor]:
+    """Sources ``neighbors[i, t]`` and targets ``i`` of the kNN pairs, row-major."""
+    num_items, k = neighbors.shape
+    target = torch.arange(num_items, device=neighbors.device).repeat_interleave(k)
+    return neighbors.reshape(-1), target
+
+
 def knn_edges(
     weight: Tensor, neighbors: Tensor, drop_zeros: bool = True
 ) -> tuple[Tensor, Tensor]:
@@ -155,15 +162,13 @@ def knn_edges(
     into coalesced PyG edges ``j -> i`` (``edge_index = [[j, ...], [i, ...]]``), so that sum
     aggregation at target :math:`i` computes :math:`(\mathbf{S}\mathbf{X})_i`.
     Zero weights are dropped when ``drop_zeros`` (their edge carries nothing)."""
-    num_items, k = neighbors.shape
-    target = torch.arange(num_items, device=neighbors.device).repeat_interleave(k)
-    source = neighbors.reshape(-1)
+    source, target = _knn_pairs(neighbors)
     edge_weight = weight.reshape(-1)
     if drop_zeros:
         keep = edge_weight != 0
         target, source, edge_weight = target[keep], source[keep], edge_weight[keep]
     edge_index = torch.stack([source, target])
-    return coalesce(edge_index, edge_weight, num_nodes=num_items, reduce="sum")
+    return coalesce(edge_index, edge_weight, num_nodes=neighbors.size(0), reduce="sum")
 
 
 def knn_item_graph(

@@ -16,6 +16,7 @@ from pyg_multirec.nn.knn import (
     DEFAULT_BLOCK_SIZE,
     _check_block_size,
     _check_features,
+    _knn_pairs,
     knn_item_graph,
     normalize_knn_weights,
     topk_cosine_neighbors,
@@ -245,9 +246,9 @@ def _union_of_edges(init_edge_index: Tensor, neighbors: Tensor) -> tuple[Tensor,
     edges (``j = neighbors[i, t]``), in the order of
     :func:`torch_geometric.utils.coalesce` (by source, then target), and the slot in it of
     each initial edge followed by each pair ``(i, t)`` in row-major order."""
-    num_items, k = neighbors.shape
-    target = torch.arange(num_items, device=neighbors.device).repeat_interleave(k)
-    source = torch.cat([init_edge_index[0], neighbors.reshape(-1)])
+    num_items = neighbors.size(0)
+    source, target = _knn_pairs(neighbors)
+    source = torch.cat([init_edge_index[0], source])
     target = torch.cat([init_edge_index[1], target])
     key, slot = torch.unique(source * num_items + target, sorted=True, return_inverse=True)
     return torch.stack([key // num_items, key % num_items]), slot
