@@ -270,7 +270,8 @@ def test_cold_start_negatives_warm_never_draws_a_cold_item(tmp_path, negatives):
 
 
 def test_backbone_norm_and_negatives_flags(tmp_path, capsys):
-    args = ["--epochs", "1", "--max-batches", "1", "--out", str(tmp_path), *SMALL_SYNTHETIC_ARGS]
+    args = ["--epochs", "1", "--max-batches", "1", "--out", str(tmp_path), *SMALL_SYNTHETIC_ARGS,
+            "--backbone", "lightgcn"]  # fmt: skip
     run_example("micro", micro.build, micro.add_arguments, micro.DEFAULTS, argv=args)
     saved = torch.load(tmp_path / "best.pt", weights_only=False)
     # defaults picked on cold-start validation: D^-1 (A + I) backbone, warm negatives
