@@ -298,16 +298,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone-norm", choices=NORMALIZATIONS, default="rw-self-loop", help=norms
     )
-    parser.add_argument("--k", type=int, default=TUNED_K, help="neighbours per item (paper 10)")
-    lam = "weight of the raw-feature graph (eq. 5; paper 0.7, official code 0.9)"
+    k_help = f"neighbours per item (paper {PAPER_K})"
+    parser.add_argument("--k", type=int, default=TUNED_K, help=k_help)
+    lam = f"weight of the raw-feature graph (eq. 5; paper {PAPER_SKIP_LAMBDA}, official code 0.9)"
     parser.add_argument("--skip-lambda", type=float, default=TUNED_SKIP_LAMBDA, help=lam)
     structure = "learn the item graphs (eq. 4-5) or keep the raw-feature kNN graphs"
     parser.add_argument("--structure", choices=STRUCTURES, default="learned", help=structure)
     parser.add_argument("--item-layers", type=int, default=OFFICIAL_ITEM_LAYERS, help="L of eq. 6")
     parser.add_argument("--temperature", type=float, default=PAPER_TEMPERATURE)
-    beta = "beta (eq. 16; paper 0.03)"
+    beta_help = f"beta (eq. 16; paper {PAPER_CONTRASTIVE_WEIGHT})"
     parser.add_argument(
-        "--contrastive-weight", type=float, default=TUNED_CONTRASTIVE_WEIGHT, help=beta
+        "--contrastive-weight", type=float, default=TUNED_CONTRASTIVE_WEIGHT, help=beta_help
     )
     reg = "L2 weight of the batch embeddings (paper 1e-4, official code 1e-5)"
     parser.add_argument("--reg-weight", type=float, default=PAPER_REG_WEIGHT, help=reg)
