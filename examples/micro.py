@@ -58,14 +58,19 @@ CONTRASTIVE_ITEMS = ("all", "batch")
 #: (the official code's schedule; the graph is reused, detached, by the epoch's other batches).
 STRUCTURE_GRADS = ("every-batch", "first-batch")
 PAPER_K = 10
-PAPER_SKIP_LAMBDA = 0.7  # official code: 0.9
-PAPER_REG_WEIGHT = 1e-4  # official code: 1e-5
+PAPER_SKIP_LAMBDA = 0.7
+OFFICIAL_SKIP_LAMBDA = 0.9
+PAPER_REG_WEIGHT = 1e-4
+OFFICIAL_REG_WEIGHT = 1e-5
 PAPER_TEMPERATURE = 0.5
 PAPER_CONTRASTIVE_WEIGHT = 0.03  # beta of eq. 16
 PAPER_LR = 5e-4
 PAPER_BATCH_SIZE = 1024
-# validated on ml100k, warm (see above)
-TUNED_BACKBONE, TUNED_K, TUNED_SKIP_LAMBDA, TUNED_CONTRASTIVE_WEIGHT = "mf", 20, 0.5, 0.01
+#: The command line's defaults: the configuration validated on ml100k, warm (see above).
+TUNED_BACKBONE = "mf"
+TUNED_K = 20
+TUNED_SKIP_LAMBDA = 0.5
+TUNED_CONTRASTIVE_WEIGHT = 0.01
 #: Shared-harness defaults that differ for MICRO: the paper's lr and batch, warm negatives,
 #: the official code's user-uniform batches.
 DEFAULTS = {
@@ -300,7 +305,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     k_help = f"neighbours per item (paper {PAPER_K})"
     parser.add_argument("--k", type=int, default=TUNED_K, help=k_help)
-    lam = f"weight of the raw-feature graph (eq. 5; paper {PAPER_SKIP_LAMBDA}, official code 0.9)"
+    lam = (
+        f"weight of the raw-feature graph (eq. 5; paper {PAPER_SKIP_LAMBDA}, "
+        f"official code {OFFICIAL_SKIP_LAMBDA})"
+    )
     parser.add_argument("--skip-lambda", type=float, default=TUNED_SKIP_LAMBDA, help=lam)
     structure = "learn the item graphs (eq. 4-5) or keep the raw-feature kNN graphs"
     parser.add_argument("--structure", choices=STRUCTURES, default="learned", help=structure)
@@ -310,7 +318,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--contrastive-weight", type=float, default=TUNED_CONTRASTIVE_WEIGHT, help=beta_help
     )
-    reg = "L2 weight of the batch embeddings (paper 1e-4, official code 1e-5)"
+    reg = (
+        f"L2 weight of the batch embeddings (paper {PAPER_REG_WEIGHT:g}, "
+        f"official code {OFFICIAL_REG_WEIGHT:g})"
+    )
     parser.add_argument("--reg-weight", type=float, default=PAPER_REG_WEIGHT, help=reg)
     parser.add_argument("--reg-form", choices=REG_FORMS, default="squared", help="MMRec: norm")
     items = "items of the contrastive loss: all (official) or those of the batch (cheaper)"
